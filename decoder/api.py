@@ -1,0 +1,49 @@
+"""The two user-facing operations, shared by the Python API and the CLI."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backends import get_backend
+from .imageio import load_image, psnr, save_image
+
+
+def decode(source: str | Path | bytes, output: str | Path | None = None,
+           backend: str = "auto") -> tuple[np.ndarray, dict]:
+    """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary)."""
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    t0 = time.perf_counter()
+    decoded = get_backend(backend)(data)
+    elapsed = time.perf_counter() - t0
+    if output is not None:
+        save_image(output, decoded.image)
+    bs = decoded.bitstream
+    summary = {"width": bs.width, "height": bs.height, "bytes": len(data),
+               "bpp": 8 * len(data) / (bs.width * bs.height), "backend": backend,
+               "bytes_breakdown": bs.section_bytes,
+               "times": {"decode_s": elapsed, **{f"{k}_s": v for k, v in decoded.times.items()}}}
+    return decoded.image, summary
+
+
+def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *, lmbda: float = 1e-3,
+           kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
+           device: str = "cpu", progress: bool = False, backend: str = "auto", cfg=None) -> dict:
+    """Encode an image (path or (H, W, 3) uint8 array) and write the file; the summary reports the
+    real size and the PSNR of decoding the written bytes."""
+    from ..trainer.encode import encode_array  # torch is needed to encode, never to decode
+
+    image = load_image(source) if isinstance(source, (str, Path)) else np.asarray(source, dtype=np.uint8)
+    result = encode_array(image, lmbda=lmbda, kept_ratio=kept_ratio, preset=preset, steps=steps,
+                          seed=seed, device=device, cfg=cfg, progress=progress)
+    if output is not None:
+        Path(output).write_bytes(result.data)
+    decoded, dec_summary = decode(result.data, backend=backend)
+    summary = dict(result.summary)
+    summary["psnr"] = psnr(decoded, image)
+    summary["bytes_breakdown"] = {**dec_summary["bytes_breakdown"], "network_bits": result.summary["network_bits"]}
+    summary["times"]["decode_s"] = dec_summary["times"]["decode_s"]
+    summary["decode_backend"] = backend
+    summary["output"] = str(output) if output is not None else None
+    return summary

@@ -1,0 +1,103 @@
+"""`lotterycodec` command line: main(argv) -> exit code; errors are one line, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .backends import available_backends
+from .config import FormatError
+from .imageio import ImageError
+
+
+def _encode(args) -> dict:
+    from .api import encode
+    from .config import ArchConfig
+    cfg = ArchConfig()
+    if args.arm is not None:
+        ctx, width = args.arm
+        cfg = cfg.replace(arm_context=ctx, arm_width=width)
+    if args.stripe_height is not None:
+        cfg = cfg.replace(stripe_height=args.stripe_height)
+    return encode(args.input, args.output, lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset,
+                  steps=args.steps, seed=args.seed, device=args.device, progress=not args.json,
+                  backend=args.backend, cfg=cfg)
+
+
+def _print_encode(s: dict) -> None:
+    rate = s["rate_estimate"]
+    b = s["bytes_breakdown"]
+    print(f"wrote {s['output']}: {s['bytes']} bytes, {s['bpp']:.4f} bpp (real, from file size)")
+    print(f"PSNR of the decoded file: {s['psnr']:.3f} dB  (training float estimate {s['psnr_training_float']:.3f} dB)")
+    print(f"latent rate: {rate['latent_bpp_in_file']:.4f} bpp in file, "
+          f"{rate['latent_bpp_training_estimate']:.4f} bpp training estimate")
+    print(f"bytes: header {b['header']}, networks {b['networks']} {b['network_bits']} bits, "
+          f"mask {b['mask']}, latent index {b['latent_index']}, latents {b['latents']}, crc {b['crc']}")
+    m = s["macs_per_pixel"]
+    print(f"MACs/pixel: {m['total']:.0f} (ARM {m['arm']:.0f}, upsampling {m['upsampling']:.0f}, "
+          f"modulation {m['modulation']:.0f}, synthesis {m['synthesis_kept']:.0f} kept of {m['synthesis_dense']:.0f})")
+    t = s["times"]
+    print(f"encode time {t['encode_s']:.1f} s (training {t['train_s']:.1f} s), decode time {t['decode_s']:.2f} s "
+          f"[{s['decode_backend']}]")
+
+
+def _decode(args) -> dict:
+    from .api import decode
+    _, summary = decode(args.input, args.output, backend=args.backend)
+    summary["output"] = args.output
+    return summary
+
+
+def _print_decode(s: dict) -> None:
+    t = s["times"]
+    stages = ", ".join(f"{k[:-2]} {v * 1000:.1f} ms" for k, v in t.items() if k not in ("decode_s", "total_s"))
+    print(f"wrote {s['output']}: {s['width']}x{s['height']}, {s['bpp']:.4f} bpp")
+    print(f"decode time {t['decode_s'] * 1000:.1f} ms [{s['backend']}] ({stages})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("encode", help="compress a PNG into a .lotc bitstream")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--lmbda", type=float, default=1e-3, help="rate weight: larger = smaller file")
+    e.add_argument("--kept-ratio", type=float, default=0.7,
+                   help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this)")
+    e.add_argument("--preset", default="cpu", help="fast | cpu | paper")
+    e.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
+    e.add_argument("--seed", type=int, default=1, help="seed of the random synthesis weights")
+    e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    e.add_argument("--arm", type=int, nargs=2, metavar=("CONTEXT", "WIDTH"), default=None,
+                   help="ARM context pixels and hidden width (default 24 24)")
+    e.add_argument("--stripe-height", type=int, default=None, help="latent rows per independent stripe")
+    e.add_argument("--backend", default="auto", help="backend that decodes the written file for the report")
+    e.add_argument("--json", action="store_true", help="print one JSON summary object, no progress bar")
+    e.set_defaults(run=_encode, show=_print_encode)
+
+    d = sub.add_parser("decode", help="decode a .lotc bitstream to an image")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", required=True)
+    d.add_argument("--backend", default="auto", help=f"auto | {' | '.join(available_backends())}")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(run=_decode, show=_print_decode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = args.run(args)
+    except (FormatError, ImageError, ValueError, RuntimeError, OSError) as exc:
+        print(f"lotterycodec {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        args.show(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

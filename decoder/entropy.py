@@ -1,0 +1,276 @@
+"""Integer-only entropy path: the fixed-point ARM, the shipped tables, latent and mask coding.
+
+Everything that decides a coded symbol's probability is integer arithmetic on int64
+arrays whose values provably fit in int32 (checked by :func:`check_arm_bounds` at parse
+time), so every decoder on every CPU derives the same frequencies.  Range coding is
+constriction's queue coder with ``Categorical(perfect=False)`` fed integer weights
+``w`` summing to ``2**24 - n``, which makes every frequency exactly ``w + 1``.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ACT_FRAC, CONTEXT_OFFSETS, RESIDUAL_MAX, ArchConfig, FormatError
+
+PRECISION = 24
+MAX_FREQ = (1 << PRECISION) - (1 << 12)
+MU_STEPS = 8
+SCALE_STEPS_PER_OCTAVE = 4
+LOG2_SCALE_MIN = -4
+N_SCALES = 48
+N_SYMBOLS = 2 * RESIDUAL_MAX + 1
+# A symbol costs at least -log2(MAX_FREQ / 2^24) > 1/2839 bit, so a substream of L bits
+# holds at most (L + slack) * 2839 symbols; more is a forged header, not a real file.
+MAX_SYMBOLS_PER_BIT = 2839
+SYMBOL_BOUND_SLACK_BITS = 128
+INT32_MAX = (1 << 31) - 1
+ARM_PARAM_MAX = 1 << 15
+
+TABLES_PATH = Path(__file__).with_name("data") / "laplace_tables.npy"
+TABLES_SHA256 = "4fae99fca5c8ea16a717b35c457d63edc87131c2ad1c597db3a5bafabfd5059b"
+
+
+@functools.lru_cache(maxsize=1)
+def load_tables() -> np.ndarray:
+    """The (MU_STEPS, N_SCALES, N_SYMBOLS) uint32 weights, verified against the pinned hash."""
+    raw = TABLES_PATH.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != TABLES_SHA256:
+        raise RuntimeError(f"{TABLES_PATH} has hash {digest}, expected {TABLES_SHA256}")
+    tables = np.load(TABLES_PATH)
+    assert tables.shape == (MU_STEPS, N_SCALES, N_SYMBOLS)
+    return tables
+
+
+def _categorical():
+    import constriction
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+@functools.lru_cache(maxsize=MU_STEPS * N_SCALES)
+def _table_model(f: int, s: int):
+    import constriction
+    return constriction.stream.model.Categorical(load_tables()[f, s].astype(np.float64), perfect=False)
+
+
+# ----------------------------------------------------------------------------- ARM
+
+@dataclass
+class IntArm:
+    """Integer ARM: per layer an int64 weight matrix (out, in) and bias (out,)."""
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    frac_bits: int
+
+    def forward(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ctx: (n, C) integer latents -> (mu, log2 scale), both with ACT_FRAC fractional bits."""
+        x = ctx.astype(np.int64) << ACT_FRAC
+        half = np.int64(1 << (self.frac_bits - 1))
+        last = len(self.weights) - 1
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            acc = x @ w.T + (b << ACT_FRAC)
+            x = (acc + half) >> self.frac_bits
+            if l < last:
+                np.maximum(x, 0, out=x)
+        return x[:, 0], x[:, 1]
+
+
+def check_arm_bounds(arm: IntArm, latent_bound: int) -> None:
+    """Reject parameters for which some int32 accumulator could overflow (spec section 6)."""
+    bound = latent_bound << ACT_FRAC
+    for w, b in zip(arm.weights, arm.biases):
+        if w.size and np.abs(w).max() > ARM_PARAM_MAX or b.size and np.abs(b).max() > ARM_PARAM_MAX:
+            raise FormatError(f"ARM parameter magnitude above {ARM_PARAM_MAX}")
+        acc = np.abs(w).sum(axis=1) * bound + (np.abs(b) << ACT_FRAC) + (1 << (arm.frac_bits - 1))
+        if acc.size and int(acc.max()) > INT32_MAX:
+            raise FormatError("ARM parameters could overflow a 32-bit accumulator")
+        bound = int(acc.max() >> arm.frac_bits) if acc.size else 0
+
+
+def table_index(mu: np.ndarray, log2_scale: np.ndarray, latent_bound: int):
+    """Integer mapping of ARM outputs to (centre m, mu-fraction table f, scale table s)."""
+    shift = ACT_FRAC - 3  # MU_STEPS == 8 == 2^3
+    mu8 = (mu + (1 << (shift - 1))) >> shift
+    mu8 = np.clip(mu8, -MU_STEPS * latent_bound, MU_STEPS * latent_bound - 1)
+    m = mu8 >> 3
+    f = mu8 & (MU_STEPS - 1)
+    s = (log2_scale * SCALE_STEPS_PER_OCTAVE - LOG2_SCALE_MIN * SCALE_STEPS_PER_OCTAVE * (1 << ACT_FRAC)
+         + (1 << (ACT_FRAC - 1))) >> ACT_FRAC
+    s = np.clip(s, 0, N_SCALES - 1)
+    return m, f, s
+
+
+# ----------------------------------------------------------------------------- latent layout
+
+@dataclass(frozen=True)
+class Unit:
+    """Rows [row0, row1) of one latent grid, coded with context confined to those rows."""
+    grid: int
+    row0: int
+    row1: int
+
+
+def substream_plan(cfg: ArchConfig, height: int, width: int) -> list[list[Unit]]:
+    """Substreams in file order: first the shared one (small grids, coarsest first), then
+    each striped grid's stripes (coarsest grid first, top to bottom)."""
+    shapes = cfg.grid_shapes(height, width)
+    order = range(cfg.n_grids - 1, -1, -1)
+    shared = [Unit(g, 0, shapes[g][0]) for g in order if shapes[g][0] * shapes[g][1] <= cfg.shared_max_pixels]
+    plan = [shared] if shared else []
+    for g in order:
+        h, w = shapes[g]
+        if h * w > cfg.shared_max_pixels:
+            plan += [[Unit(g, r, min(r + cfg.stripe_height, h))] for r in range(0, h, cfg.stripe_height)]
+    return plan
+
+
+def unit_contexts(grid: np.ndarray, unit: Unit, n_context: int) -> np.ndarray:
+    """(rows*w, C) contexts of a whole unit at once (encoder side): zero outside the unit."""
+    rows = grid[unit.row0:unit.row1]
+    h, w = rows.shape
+    padded = np.zeros((h + 4, w + 8), dtype=np.int64)
+    padded[4:, 4:4 + w] = rows
+    ctx = np.empty((h * w, n_context), dtype=np.int64)
+    for c, (dy, dx) in enumerate(CONTEXT_OFFSETS[:n_context]):
+        ctx[:, c] = padded[4 - dy:4 - dy + h, 4 - dx:4 - dx + w].reshape(-1)
+    return ctx
+
+
+def _symbol_bound_check(n_symbols: int, n_words: int, what: str) -> None:
+    if n_symbols > (32 * n_words + SYMBOL_BOUND_SLACK_BITS) * MAX_SYMBOLS_PER_BIT:
+        raise FormatError(f"{what}: {n_symbols} symbols cannot fit in {4 * n_words} bytes")
+
+
+def encode_latents(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> list[np.ndarray]:
+    """One array of uint32 words per substream of :func:`substream_plan`."""
+    import constriction
+    tables = load_tables()
+    height, width = grids[0].shape
+    out = []
+    for units in substream_plan(cfg, height, width):
+        enc = constriction.stream.queue.RangeEncoder()
+        for unit in units:
+            values = grids[unit.grid][unit.row0:unit.row1].reshape(-1).astype(np.int64)
+            if values.size == 0:
+                continue
+            if values.min() < -cfg.latent_bound or values.max() >= cfg.latent_bound:
+                raise ValueError("latent outside the alphabet [-A, A-1]")
+            mu, ls = arm.forward(unit_contexts(grids[unit.grid], unit, cfg.arm_context))
+            m, f, s = table_index(mu, ls, cfg.latent_bound)
+            symbols = (values - m + RESIDUAL_MAX).astype(np.int32)
+            for start in range(0, values.size, 4096):
+                sl = slice(start, start + 4096)
+                probs = tables[f[sl], s[sl]].astype(np.float64)
+                enc.encode(symbols[sl], _categorical(), probs)
+        out.append(enc.get_compressed())
+    return out
+
+
+def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
+                   height: int, width: int) -> list[np.ndarray]:
+    """Sequential raster decoding of every unit (the reference; slow is fine)."""
+    import constriction
+    plan = substream_plan(cfg, height, width)
+    if len(substreams) != len(plan):
+        raise FormatError(f"expected {len(plan)} latent substreams, found {len(substreams)}")
+    shapes = cfg.grid_shapes(height, width)
+    grids = [np.zeros(s, dtype=np.int64) for s in shapes]
+    offsets = CONTEXT_OFFSETS[:cfg.arm_context]
+    A = cfg.latent_bound
+    for units, words in zip(plan, substreams):
+        n_symbols = sum((u.row1 - u.row0) * shapes[u.grid][1] for u in units)
+        _symbol_bound_check(n_symbols, words.size, "latent substream")
+        dec = constriction.stream.queue.RangeDecoder(words)
+        for unit in units:
+            h, w = unit.row1 - unit.row0, shapes[unit.grid][1]
+            pitch = w + 8
+            buf = np.zeros((h + 4) * pitch, dtype=np.int64)
+            rel = np.array([dy * pitch + dx for dy, dx in offsets], dtype=np.int64)
+            for y in range(h):
+                for x in range(w):
+                    pos = (y + 4) * pitch + x + 4
+                    mu, ls = arm.forward(buf[pos - rel][None, :])
+                    m, f, s = table_index(mu, ls, A)
+                    r = int(dec.decode(_table_model(int(f[0]), int(s[0])))) - RESIDUAL_MAX
+                    v = int(m[0]) + r
+                    if not -A <= v < A:
+                        raise FormatError("decoded latent outside the alphabet (corrupt substream)")
+                    buf[pos] = v
+            grids[unit.grid][unit.row0:unit.row1] = buf.reshape(h + 4, pitch)[4:, 4:4 + w]
+    return grids
+
+
+def latent_bits(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> float:
+    """Exact information content (bits) of the latents under the integer ARM and tables."""
+    tables = load_tables()
+    height, width = grids[0].shape
+    bits = 0.0
+    for units in substream_plan(cfg, height, width):
+        for unit in units:
+            values = grids[unit.grid][unit.row0:unit.row1].reshape(-1).astype(np.int64)
+            if values.size == 0:
+                continue
+            mu, ls = arm.forward(unit_contexts(grids[unit.grid], unit, cfg.arm_context))
+            m, f, s = table_index(mu, ls, cfg.latent_bound)
+            freq = tables[f, s, np.clip(values - m + RESIDUAL_MAX, 0, N_SYMBOLS - 1)].astype(np.float64) + 1
+            bits += float(np.sum(PRECISION - np.log2(freq)))
+    return bits
+
+
+# ----------------------------------------------------------------------------- mask
+
+def _mask_weights(remaining_kept: int, remaining: int) -> list[int]:
+    """Integer model of the next mask bit given how many of the remaining bits are set."""
+    f1 = min(max((remaining_kept << PRECISION) // remaining, 1), (1 << PRECISION) - 1)
+    return [(1 << PRECISION) - f1 - 1, f1 - 1]
+
+
+def encode_mask(masks: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
+    """Kept count per layer and the range-coded bits (enumerative: ~log2 C(n, k) bits)."""
+    import constriction
+    enc = constriction.stream.queue.RangeEncoder()
+    counts = []
+    for mask in masks:
+        bits = mask.reshape(-1).astype(np.int64)
+        n, k = bits.size, int(bits.sum())
+        counts.append(k)
+        kept_before = np.concatenate([[0], np.cumsum(bits)[:-1]])
+        rem_k = k - kept_before
+        rem_n = n - np.arange(n)
+        coded = (rem_k > 0) & (rem_k < rem_n)
+        if coded.any():
+            probs = np.array([_mask_weights(int(a), int(b)) for a, b in zip(rem_k[coded], rem_n[coded])],
+                             dtype=np.float64)
+            enc.encode(bits[coded].astype(np.int32), _categorical(), probs)
+    return counts, enc.get_compressed()
+
+
+def decode_mask(counts: list[int], words: np.ndarray, in_out: list[tuple[int, int]]) -> list[np.ndarray]:
+    import constriction
+    dec = constriction.stream.queue.RangeDecoder(words)
+    masks = []
+    for k, (fan_in, fan_out) in zip(counts, in_out):
+        n = fan_in * fan_out
+        if k > n:
+            raise FormatError(f"mask layer keeps {k} of {n} weights")
+        bits = np.zeros(n, dtype=bool)
+        rem_k = k
+        for i in range(n):
+            rem_n = n - i
+            if rem_k == 0:
+                break
+            if rem_k == rem_n:
+                bits[i:] = True
+                break
+            model = constriction.stream.model.Categorical(
+                np.array(_mask_weights(rem_k, rem_n), dtype=np.float64), perfect=False)
+            if dec.decode(model):
+                bits[i] = True
+                rem_k -= 1
+        masks.append(bits.reshape(fan_out, fan_in))
+    return masks

@@ -1,0 +1,60 @@
+"""Reading images to encode, writing decoded ones, and the one PSNR definition."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import MAX_PIXELS, MAX_SIDE
+
+
+class ImageError(ValueError):
+    """An input image the codec cannot take as it is (the message says why and what to do)."""
+
+
+_LOSSLESS_TO_RGB = {"RGB", "L", "P", "1"}
+_ALPHA = {"RGBA", "LA", "PA"}
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """8-bit RGB (H, W, 3). Gray and palette images become RGB without loss; an alpha
+    channel is accepted only when fully opaque; other modes are refused with a reason."""
+    from PIL import Image
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, SyntaxError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc})") from None
+    w, h = img.size
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE and w * h <= MAX_PIXELS):
+        raise ImageError(f"{path}: {w}x{h} is outside the supported size "
+                         f"(1..{MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+    mode = img.mode
+    if mode in _ALPHA:
+        alpha = np.asarray(img.getchannel("A"))
+        if alpha.min() < 255:
+            raise ImageError(f"{path}: image has transparency (mode {mode}); the format stores "
+                             "opaque RGB only — flatten it onto a background first")
+        img = img.convert("RGB")
+    elif mode in _LOSSLESS_TO_RGB:
+        img = img.convert("RGB")
+    elif mode.startswith("I;16") or mode in {"I", "F"}:
+        raise ImageError(f"{path}: {mode} ({'16-bit' if '16' in mode else '32-bit'}) samples; "
+                         "format version 1 stores 8 bits per channel — convert to 8-bit first")
+    else:
+        raise ImageError(f"{path}: unsupported image mode {mode}; convert to 8-bit RGB first")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageError(f"{path}: could not obtain RGB samples (shape {arr.shape})")
+    return np.ascontiguousarray(arr)
+
+
+def save_image(path: str | Path, image: np.ndarray) -> None:
+    from PIL import Image
+    Image.fromarray(image, "RGB").save(path)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """RGB PSNR over all samples of two 8-bit images (100 dB when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else 100.0

@@ -1,0 +1,25 @@
+"""lotterycodec: one namespace, the required top-level parts mapped into it."""
+from setuptools import setup
+
+setup(
+    name="lotterycodec",
+    version="0.1.0",
+    description="LotteryCodec: an overfitted neural image codec with a masked random synthesis network",
+    python_requires=">=3.10",
+    packages=["lotterycodec", "lotterycodec.decoder", "lotterycodec.trainer", "lotterycodec.kernels"],
+    package_dir={
+        "lotterycodec": "lotterycodec",
+        "lotterycodec.decoder": "decoder",
+        "lotterycodec.trainer": "trainer",
+        "lotterycodec.kernels": "kernels",
+    },
+    package_data={"lotterycodec.decoder": ["data/*.npy"], "lotterycodec": ["data/*.png"]},
+    # The decoder needs only these; the trainer (encoder) adds torch.
+    install_requires=["numpy>=1.24", "pillow>=10", "constriction>=0.4,<0.6", "tqdm>=4.60"],
+    extras_require={
+        "train": ["torch>=2.1"],
+        "gpu": ["torch>=2.1", "triton>=3.0"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
+)

@@ -1,0 +1,86 @@
+"""Encode one image: train, quantize, write the bitstream through the format module, then decode
+the written bytes to report what a receiver actually gets."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..decoder.config import ArchConfig, kept_weights_for
+from ..decoder.entropy import encode_latents, encode_mask, substream_plan
+from ..decoder.format import write_bitstream, write_networks
+from ..decoder.complexity import macs_per_pixel
+from .model import LotteryModel
+from .presets import get_preset
+from .quantize import quantize_model
+from .train import train
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    summary: dict
+    model: LotteryModel = field(repr=False)
+    latents: list[np.ndarray] = field(repr=False)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (cpu or cuda)")
+    return torch.device(device)
+
+
+def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7, preset: str = "cpu",
+                 steps: int | None = None, seed: int = 1, device: str = "cpu",
+                 cfg: ArchConfig | None = None, progress: bool = True) -> EncodeResult:
+    """image: (H, W, 3) uint8. Returns the bytes and a summary of training-side facts."""
+    t0 = time.perf_counter()
+    height, width = image.shape[:2]
+    cfg = cfg or ArchConfig()
+    cfg = cfg.replace(kept_weights=kept_weights_for(cfg, kept_ratio)).validate()
+    dev = resolve_device(device)
+    torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
+    model = LotteryModel(cfg, height, width, seed).to(dev)
+    target = torch.from_numpy(image.astype(np.float32) / 255.0).to(dev)
+    train_stats = train(model, target, lmbda, get_preset(preset), steps, progress)
+    cfg, nets, grids, masks, qstats = quantize_model(model, target, lmbda)
+    t_train = time.perf_counter() - t0
+
+    net_bytes, net_bits = write_networks(nets)
+    counts, mask_words = encode_mask(masks)
+    latent_words = encode_latents(grids, nets.arm, cfg)
+    data = write_bitstream(width, height, seed, cfg, net_bytes, counts, mask_words, latent_words)
+    pixels = height * width
+    per_grid = {}
+    for units, words in zip(substream_plan(cfg, height, width), latent_words):
+        key = f"grid{units[0].grid}" if len(units) == 1 else "shared(" + ",".join(
+            f"grid{u.grid}" for u in units) + ")"
+        per_grid[key] = per_grid.get(key, 0) + 4 * words.size
+    summary = {
+        "width": width, "height": height, "lmbda": lmbda, "kept_ratio": cfg.kept_weights / cfg.synth_weight_count,
+        "preset": preset, "steps": steps if steps is not None else get_preset(preset).steps, "seed": seed,
+        "bytes": len(data), "bpp": 8 * len(data) / pixels,
+        "rate_estimate": {
+            "latent_bpp_training_estimate": train_stats["latent_bpp_estimate"],
+            "latent_bpp_exact_information": qstats["latent_bits"] / pixels,
+            "latent_bpp_in_file": 8 * sum(4 * w.size for w in latent_words) / pixels,
+        },
+        "network_bits": net_bits,
+        "latent_bytes_per_substream_group": per_grid,
+        "psnr_training_float": train_stats["psnr_float"],
+        "macs_per_pixel": macs_per_pixel(cfg, height, width),
+        "config": dict((f.name, v) for f, v in cfg.fields()),
+        "times": {"encode_s": time.perf_counter() - t0, "train_s": t_train},
+    }
+    return EncodeResult(data, summary, model, grids)
+
+
+@torch.no_grad()
+def model_image(model: LotteryModel) -> np.ndarray:
+    """The trainer's own 8-bit rendering of the quantized model (for agreement checks)."""
+    image, _ = model("hard", with_rate=False)
+    return np.floor(image.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,32 @@
+"""Training presets, defined by step counts (hosts differ; steps do not)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    steps: int                 # stage 1: noise + soft-round annealing, cosine learning rate
+    finetune_steps: int = 0    # stage 2: straight-through rounding, reset-to-best (0 = off)
+    lr: float = 1e-2
+    score_lr: float = 1e-1
+    finetune_lr: float = 1e-4
+    log_every: int = 25
+    description: str = ""
+
+
+PRESETS = {
+    "fast": Preset("fast", steps=300, description="smoke tests and demos: seconds on tiny images"),
+    "cpu": Preset("cpu", steps=1800,
+                  description="256x256 in about 5 minutes on 2 CPU cores"),
+    "paper": Preset("paper", steps=100_000, finetune_steps=10_000, log_every=200,
+                    description="the published schedule (100k + 10k steps); meant for a GPU"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None

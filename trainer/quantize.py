@@ -1,0 +1,117 @@
+"""From the trained float model to what the file holds: integer latents, the mask, and the sent
+networks quantized with searched steps (the model is left holding the dequantized values)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..decoder.config import ArchConfig
+from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits
+from ..decoder.config import FormatError
+from ..decoder.format import Networks, best_golomb_order, golomb_bits
+from .model import LotteryModel
+
+ARM_FRAC_CANDIDATES = range(3, 13)
+STEP_EXP_CANDIDATES = range(2, 17)
+
+
+def tensor_bits(q: np.ndarray) -> int:
+    flat = q.reshape(-1)
+    return 5 + (golomb_bits(flat, best_golomb_order(flat)) if flat.size else 0)
+
+
+def integer_latents(model: LotteryModel) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [q.cpu().numpy().astype(np.int64) for q in model.quantized_latents("hard")]
+
+
+def integer_masks(model: LotteryModel) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [m.detach().cpu().numpy() > 0.5 for m in model.masks()]
+
+
+def _quantize_arm(model: LotteryModel, frac: int) -> IntArm:
+    scale = float(1 << frac)
+    ws, bs = [], []
+    for layer in model.arm:
+        ws.append(np.clip(np.round(layer.weight.detach().cpu().numpy().astype(np.float64) * scale),
+                          -ARM_PARAM_MAX, ARM_PARAM_MAX).astype(np.int64))
+        bs.append(np.clip(np.round(layer.bias.detach().cpu().numpy().astype(np.float64) * scale),
+                          -ARM_PARAM_MAX, ARM_PARAM_MAX).astype(np.int64))
+    return IntArm(ws, bs, frac)
+
+
+def search_arm(model: LotteryModel, grids: list[np.ndarray], cfg: ArchConfig):
+    """The fractional-bit count minimising real latent bits + ARM bits."""
+    best = None
+    for frac in ARM_FRAC_CANDIDATES:
+        arm = _quantize_arm(model, frac)
+        try:
+            check_arm_bounds(arm, cfg.latent_bound)
+        except FormatError:
+            continue
+        c = cfg.replace(arm_frac_bits=frac)
+        net = sum(tensor_bits(t) for t in arm.weights + arm.biases)
+        lat = latent_bits(grids, arm, c)
+        if best is None or lat + net < best[0]:
+            best = (lat + net, frac, arm, lat, net)
+    if best is None:
+        raise RuntimeError("no ARM quantization keeps the accumulators within 32 bits")
+    return best[1:]
+
+
+def _round_to_step(p: torch.Tensor, exp: int) -> tuple[torch.Tensor, np.ndarray]:
+    q = torch.round(p.detach() * 2.0 ** exp).clamp(-(1 << 20), 1 << 20)
+    return q * 2.0 ** -exp, q.cpu().numpy().astype(np.int64)
+
+
+@torch.no_grad()
+def quantize_model(model: LotteryModel, target: torch.Tensor, lmbda: float):
+    """Returns (cfg with steps, Networks, integer latents, masks, bits per module)."""
+    cfg = model.cfg
+    grids = integer_latents(model)
+    masks = integer_masks(model)
+    frac, arm, lat_bits, arm_bits = search_arm(model, grids, cfg)
+    cfg = cfg.replace(arm_frac_bits=frac)
+    for layer, w, b in zip(model.arm, arm.weights, arm.biases):
+        layer.weight.copy_(torch.from_numpy(w).float() * 2.0 ** -frac)
+        layer.bias.copy_(torch.from_numpy(b).float() * 2.0 ** -frac)
+
+    pixels = model.height * model.width
+    q_latents = model.quantized_latents("hard")
+    up_fixed = None
+
+    def distortion(rebuild_up: bool) -> float:
+        nonlocal up_fixed
+        if rebuild_up or up_fixed is None:
+            up_fixed = model.upsample(q_latents)
+        image = model.synthesize(model.modulate(up_fixed))
+        return torch.mean((image - target) ** 2).item()
+
+    groups = {  # header field -> parameters quantized with that step
+        "ups_step_exp": [model.ups_kernel],
+        "mod_weight_step_exp": list(model.mod[0::2]),
+        "mod_bias_step_exp": list(model.mod[1::2]),
+    }
+    chosen, ints = {}, {}
+    for name, params in groups.items():
+        originals = [p.detach().clone() for p in params]
+        best = None
+        for exp in STEP_EXP_CANDIDATES:
+            quantized = [_round_to_step(o, exp) for o in originals]
+            for p, (f, _) in zip(params, quantized):
+                p.copy_(f)
+            bits = sum(tensor_bits(q) for _, q in quantized)
+            cost = distortion(name == "ups_step_exp") + lmbda * bits / pixels
+            if best is None or cost < best[0]:
+                best = (cost, exp, quantized, bits)
+        _, exp, quantized, bits = best
+        for p, (f, _) in zip(params, quantized):
+            p.copy_(f)
+        chosen[name], ints[name] = exp, [q for _, q in quantized]
+        distortion(True)
+    cfg = cfg.replace(**chosen)
+    mod_ints = [None] * len(model.mod)
+    mod_ints[0::2], mod_ints[1::2] = ints["mod_weight_step_exp"], ints["mod_bias_step_exp"]
+    nets = Networks(arm, ints["ups_step_exp"][0], mod_ints)
+    return cfg, nets, grids, masks, {"latent_bits": lat_bits}
