@@ -58,6 +58,25 @@ def _table_model(f: int, s: int):
     return constriction.stream.model.Categorical(load_tables()[f, s].astype(np.float64), perfect=False)
 
 
+class _CoderErrors:
+    """Turns what constriction raises on garbage input into FormatError.
+
+    Its decoders assert on impossible states and may panic (a BaseException) rather than
+    return an error; a corrupt stream is input, not a bug, so it gets the format's one error.
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None or issubclass(kind, FormatError):
+            return False
+        if issubclass(kind, (AssertionError, ValueError, KeyError, TypeError, OverflowError)) \
+                or kind.__name__ == "PanicException":
+            raise FormatError(f"corrupt entropy-coded data ({kind.__name__}: {exc})") from None
+        return False
+
+
 # ----------------------------------------------------------------------------- ARM
 
 @dataclass
@@ -180,29 +199,33 @@ def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
         raise FormatError(f"expected {len(plan)} latent substreams, found {len(substreams)}")
     shapes = cfg.grid_shapes(height, width)
     grids = [np.zeros(s, dtype=np.int64) for s in shapes]
-    offsets = CONTEXT_OFFSETS[:cfg.arm_context]
-    A = cfg.latent_bound
     for units, words in zip(plan, substreams):
         n_symbols = sum((u.row1 - u.row0) * shapes[u.grid][1] for u in units)
         _symbol_bound_check(n_symbols, words.size, "latent substream")
-        dec = constriction.stream.queue.RangeDecoder(words)
-        for unit in units:
-            h, w = unit.row1 - unit.row0, shapes[unit.grid][1]
-            pitch = w + 8
-            buf = np.zeros((h + 4) * pitch, dtype=np.int64)
-            rel = np.array([dy * pitch + dx for dy, dx in offsets], dtype=np.int64)
-            for y in range(h):
-                for x in range(w):
-                    pos = (y + 4) * pitch + x + 4
-                    mu, ls = arm.forward(buf[pos - rel][None, :])
-                    m, f, s = table_index(mu, ls, A)
-                    r = int(dec.decode(_table_model(int(f[0]), int(s[0])))) - RESIDUAL_MAX
-                    v = int(m[0]) + r
-                    if not -A <= v < A:
-                        raise FormatError("decoded latent outside the alphabet (corrupt substream)")
-                    buf[pos] = v
-            grids[unit.grid][unit.row0:unit.row1] = buf.reshape(h + 4, pitch)[4:, 4:4 + w]
+        with _CoderErrors():
+            _decode_substream(constriction.stream.queue.RangeDecoder(words), units, grids, arm, cfg)
     return grids
+
+
+def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> None:
+    offsets = CONTEXT_OFFSETS[:cfg.arm_context]
+    A = cfg.latent_bound
+    for unit in units:
+        h, w = unit.row1 - unit.row0, grids[unit.grid].shape[1]
+        pitch = w + 8
+        buf = np.zeros((h + 4) * pitch, dtype=np.int64)
+        rel = np.array([dy * pitch + dx for dy, dx in offsets], dtype=np.int64)
+        for y in range(h):
+            for x in range(w):
+                pos = (y + 4) * pitch + x + 4
+                mu, ls = arm.forward(buf[pos - rel][None, :])
+                m, f, s = table_index(mu, ls, A)
+                r = int(dec.decode(_table_model(int(f[0]), int(s[0])))) - RESIDUAL_MAX
+                v = int(m[0]) + r
+                if not -A <= v < A:
+                    raise FormatError("decoded latent outside the alphabet (corrupt substream)")
+                buf[pos] = v
+        grids[unit.grid][unit.row0:unit.row1] = buf.reshape(h + 4, pitch)[4:, 4:4 + w]
 
 
 def latent_bits(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> float:
@@ -252,7 +275,12 @@ def encode_mask(masks: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
 
 def decode_mask(counts: list[int], words: np.ndarray, in_out: list[tuple[int, int]]) -> list[np.ndarray]:
     import constriction
-    dec = constriction.stream.queue.RangeDecoder(words)
+    with _CoderErrors():
+        return _decode_mask_bits(constriction.stream.queue.RangeDecoder(words), counts, in_out)
+
+
+def _decode_mask_bits(dec, counts: list[int], in_out: list[tuple[int, int]]) -> list[np.ndarray]:
+    import constriction
     masks = []
     for k, (fan_in, fan_out) in zip(counts, in_out):
         n = fan_in * fan_out

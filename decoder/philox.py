@@ -24,15 +24,10 @@ _LO = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
 
-def philox4x32(seed: int, offsets: np.ndarray) -> np.ndarray:
-    """Output words (shape (4, n), uint32) for a 64-bit seed and 64-bit counter offsets."""
-    s = int(seed) & 0xFFFFFFFFFFFFFFFF
-    off = np.asarray(offsets, dtype=np.uint64)
-    k0, k1 = np.uint32(s & 0xFFFFFFFF), np.uint32(s >> 32)
-    c0 = (off & _LO).astype(np.uint32)
-    c1 = (off >> _SHIFT).astype(np.uint32)
-    c2 = np.zeros_like(c0)
-    c3 = np.zeros_like(c0)
+def philox_rounds(key: tuple[int, int], counter: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Philox4x32-10 of a (k0, k1) key and four uint32 counter words; returns (4, n) uint32."""
+    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint32) for c in counter)
     with np.errstate(over="ignore"):
         for _ in range(10):
             p0 = _M0 * c0.astype(np.uint64)
@@ -45,7 +40,16 @@ def philox4x32(seed: int, offsets: np.ndarray) -> np.ndarray:
             )
             k0 = np.uint32(k0 + _W0)
             k1 = np.uint32(k1 + _W1)
-    return np.stack([c0, c1, c2, c3])
+    return np.stack(np.broadcast_arrays(c0, c1, c2, c3))
+
+
+def philox4x32(seed: int, offsets: np.ndarray) -> np.ndarray:
+    """Output words (shape (4, n), uint32) for a 64-bit seed and 64-bit counter offsets."""
+    s = int(seed) & 0xFFFFFFFFFFFFFFFF
+    off = np.asarray(offsets, dtype=np.uint64)
+    zero = np.zeros(off.shape, dtype=np.uint32)
+    return philox_rounds((s & 0xFFFFFFFF, s >> 32),
+                         ((off & _LO).astype(np.uint32), (off >> _SHIFT).astype(np.uint32), zero, zero))
 
 
 def randint(seed: int, offsets: np.ndarray) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""Encode -> bytes -> decode, through the API and the CLI; trainer and reference agree."""
+import json
+
+import numpy as np
+import pytest
+
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.cli import main
+from lotterycodec.decoder.imageio import psnr
+
+torch = pytest.importorskip("torch")
+
+
+def test_trainer_and_reference_compute_the_same(trained):
+    from lotterycodec.trainer.encode import model_image
+    decoded = reference.decode(trained.data)
+    for a, b in zip(trained.latents, decoded.latents):
+        assert np.array_equal(a, b)  # latents: exactly
+    diff = np.abs(model_image(trained.model).astype(int) - decoded.image.astype(int))
+    assert diff.max() <= 1  # image: within one 8-bit level
+
+
+def test_summary_reports_the_real_file(trained, small_image):
+    s = trained.summary
+    assert s["bytes"] == len(trained.data)
+    assert s["bpp"] == pytest.approx(8 * len(trained.data) / small_image[..., 0].size)
+    b = reference.decode(trained.data).bitstream.section_bytes
+    assert sum(b.values()) == len(trained.data)
+
+
+def test_api_encode_decode_files(tmp_path, small_image):
+    import lotterycodec
+    out = tmp_path / "x.lotc"
+    s = lotterycodec.encode(small_image, out, lmbda=2e-3, preset="fast", steps=30, seed=3)
+    assert out.stat().st_size == s["bytes"]
+    assert s["bpp"] == pytest.approx(8 * s["bytes"] / (32 * 32))
+    image, info = lotterycodec.decode(out, tmp_path / "x.png")
+    assert s["psnr"] == pytest.approx(psnr(image, small_image), abs=1e-9)
+    assert (tmp_path / "x.png").exists() and info["width"] == 32
+
+
+def test_cli_encode_decode_json(tmp_path, capsys):
+    from PIL import Image
+    from conftest import BUNDLED
+    src = tmp_path / "in.png"
+    Image.open(BUNDLED).crop((0, 0, 24, 20)).save(src)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.lotc"), "--preset", "fast", "--steps", "20",
+                 "--json"]) == 0
+    enc = json.loads(capsys.readouterr().out)
+    assert enc["bytes"] == (tmp_path / "a.lotc").stat().st_size
+    for key in ("bpp", "psnr", "bytes_breakdown", "macs_per_pixel", "times", "rate_estimate"):
+        assert key in enc
+    assert main(["decode", str(tmp_path / "a.lotc"), "-o", str(tmp_path / "a.png"), "--json"]) == 0
+    dec = json.loads(capsys.readouterr().out)
+    from lotterycodec.decoder.imageio import load_image
+    assert enc["psnr"] == pytest.approx(psnr(load_image(tmp_path / "a.png"), load_image(src)), abs=1e-9)
+    assert dec["bpp"] == pytest.approx(enc["bpp"])
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, trained):
+    bad = tmp_path / "bad.lotc"
+    bad.write_bytes(trained.data[:-3])
+    assert main(["decode", str(bad), "-o", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+    assert main(["decode", str(tmp_path / "missing.lotc"), "-o", str(tmp_path / "o.png")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
