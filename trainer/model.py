@@ -131,31 +131,31 @@ class LotteryModel(nn.Module):
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         """Training estimate of the latent rate: continuous Laplace, -log2 of each bin."""
-        total = q[0].new_zeros(())
-        for g, v in enumerate(q):
-            mu, ls = self.arm_forward(self.contexts(g, v))
-            b = torch.exp2(ls.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
-            d = v.reshape(-1) - mu
-            def cdf(x):
-                return 0.5 + 0.5 * torch.sign(x) * (1 - torch.exp(-x.abs() / b))
-            p = (cdf(d + 0.5) - cdf(d - 0.5)).clamp_min(2.0 ** -24)
-            total = total - torch.log2(p).sum()
-        return total
+        ctx = torch.cat([self.contexts(g, v) for g, v in enumerate(q)])
+        mu, ls = self.arm_forward(ctx)
+        inv_b = torch.exp2(-ls.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+        u = (torch.cat([v.reshape(-1) for v in q]) - mu).abs()
+        near = torch.exp(-(u - 0.5).abs() * inv_b)
+        far = torch.exp(-(u + 0.5) * inv_b)
+        p = torch.where(u >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
+        return -torch.log2(p.clamp_min(2.0 ** -24)).sum()
 
     # ------------------------------------------------------------------ synthesis side
     def upsample(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """Cumulative 2x steps from the coarsest grid; each channel is its own conv group."""
         taps = self.cfg.ups_taps
-        weight = self.ups_kernel.new_zeros(4, 1, taps + 1, taps + 1)
+        phases = self.ups_kernel.new_zeros(4, 1, taps + 1, taps + 1)
         for a in range(2):
             for b in range(2):
-                weight[2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[a, b]
+                phases[2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[a, b]
         acc = q[-1][None, None]
         for lvl in range(len(q) - 2, -1, -1):
             h, w = self.shapes[lvl]
+            c = acc.shape[1]
             x = F.pad(acc, (taps // 2,) * 4, mode="replicate")
-            acc = F.pixel_shuffle(F.conv2d(x, weight), 2)[:, :, :h, :w]
-            acc = torch.cat([q[lvl][None, None], acc], dim=0)
-        return acc[:, 0]
+            acc = F.pixel_shuffle(F.conv2d(x, phases.repeat(c, 1, 1, 1), groups=c), 2)[:, :, :h, :w]
+            acc = torch.cat([q[lvl][None, None], acc], dim=1)
+        return acc[0]
 
     def modulate(self, up: torch.Tensor) -> list[torch.Tensor]:
         """Outputs o0..o3 as (channels, H*W) matrices."""
