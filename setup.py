@@ -19,7 +19,7 @@ setup(
     extras_require={
         "train": ["torch>=2.1"],
         "gpu": ["torch>=2.1", "triton>=3.0"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "triton>=3.2"],
     },
     entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
 )

@@ -149,7 +149,7 @@ class Decoded:
 def masked_weights(bs: Bitstream) -> list[np.ndarray]:
     in_out = bs.cfg.synth_in_out
     masks = decode_mask(bs.mask_counts, bs.mask_words, in_out)
-    return [w * m for w, m in zip(synthesis_weights(bs.seed, in_out), masks)]
+    return [np.where(m, w, np.float32(0)) for w, m in zip(synthesis_weights(bs.seed, in_out), masks)]
 
 
 def reconstruct(latents: list[np.ndarray], fnets: FloatNetworks, weights: list[np.ndarray],
