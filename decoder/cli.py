@@ -12,16 +12,14 @@ from .imageio import ImageError
 
 def _encode(args) -> dict:
     from .api import encode
-    from .config import ArchConfig
-    cfg = ArchConfig()
+    arch = {}
     if args.arm is not None:
-        ctx, width = args.arm
-        cfg = cfg.replace(arm_context=ctx, arm_width=width)
+        arch.update(arm_context=args.arm[0], arm_width=args.arm[1])
     if args.stripe_height is not None:
-        cfg = cfg.replace(stripe_height=args.stripe_height)
+        arch.update(stripe_height=args.stripe_height)
     return encode(args.input, args.output, lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset,
                   steps=args.steps, seed=args.seed, device=args.device, progress=not args.json,
-                  backend=args.backend, cfg=cfg)
+                  backend=args.backend, arch=arch)
 
 
 def _print_encode(s: dict) -> None:
@@ -70,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=1, help="seed of the random synthesis weights")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     e.add_argument("--arm", type=int, nargs=2, metavar=("CONTEXT", "WIDTH"), default=None,
-                   help="ARM context pixels and hidden width (default 24 24)")
+                   help="ARM context pixels and hidden width (default: the preset's)")
     e.add_argument("--stripe-height", type=int, default=None, help="latent rows per independent stripe")
     e.add_argument("--backend", default="auto", help="backend that decodes the written file for the report")
     e.add_argument("--json", action="store_true", help="print one JSON summary object, no progress bar")

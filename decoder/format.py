@@ -155,7 +155,7 @@ def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
 
 # ----------------------------------------------------------------------------- varints
 
-def _varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -165,7 +165,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value = 0
     for shift in range(0, 35, 7):
         if pos >= len(data):
@@ -206,8 +206,8 @@ def write_bitstream(width: int, height: int, seed: int, cfg: ArchConfig, network
     _check_dimensions(width, height)
     if len(latent_words) != len(substream_plan(cfg, height, width)):
         raise ValueError("latent substreams do not match the configuration's plan")
-    mask = b"".join(_varint(k) for k in mask_counts) + np.asarray(mask_words, "<u4").tobytes()
-    latents = (b"".join(_varint(w.size) for w in latent_words)
+    mask = b"".join(encode_varint(k) for k in mask_counts) + np.asarray(mask_words, "<u4").tobytes()
+    latents = (b"".join(encode_varint(w.size) for w in latent_words)
                + b"".join(np.asarray(w, "<u4").tobytes() for w in latent_words))
     head = (_PREFIX.pack(MAGIC, VERSION, HEADER_SIZE)
             + _FIXED.pack(width, height, OUT_CHANNELS, 8, seed & 0xFFFFFFFFFFFFFFFF)
@@ -263,7 +263,7 @@ def read_bitstream(data: bytes) -> Bitstream:
     mask = payload[n_nets:n_nets + n_mask]
     counts, p = [], 0
     for _ in range(N_SYNTH_LAYERS):
-        k, p = _read_varint(mask, p)
+        k, p = read_varint(mask, p)
         counts.append(k)
     if sum(counts) != cfg.kept_weights:
         raise FormatError(f"mask keeps {sum(counts)} weights, header says {cfg.kept_weights}")
@@ -273,7 +273,7 @@ def read_bitstream(data: bytes) -> Bitstream:
     n_sub = len(substream_plan(cfg, height, width))
     sizes, p = [], 0
     for _ in range(n_sub):
-        n, p = _read_varint(lat, p)
+        n, p = read_varint(lat, p)
         sizes.append(n)
     if p + 4 * sum(sizes) != len(lat):
         raise FormatError("latent substream index does not match the latent section size")

@@ -23,11 +23,10 @@ def trained(small_image):
     """One real (short) training run shared by the end-to-end tests."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    from lotterycodec.decoder.config import ArchConfig
     from lotterycodec.trainer.encode import encode_array
-    cfg = ArchConfig(stripe_height=8, shared_max_pixels=64)  # several stripes even at 32x32
     return encode_array(small_image, lmbda=1e-3, kept_ratio=0.6, preset="fast", steps=80, seed=7,
-                        cfg=cfg, progress=False)
+                        arch=dict(stripe_height=8, shared_max_pixels=64),  # several stripes at 32x32
+                        progress=False)
 
 
 @pytest.fixture(scope="session")

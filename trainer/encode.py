@@ -36,17 +36,19 @@ def resolve_device(device: str) -> torch.device:
 
 def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7, preset: str = "cpu",
                  steps: int | None = None, seed: int = 1, device: str = "cpu",
-                 cfg: ArchConfig | None = None, progress: bool = True) -> EncodeResult:
-    """image: (H, W, 3) uint8. Returns the bytes and a summary of training-side facts."""
+                 arch: dict | None = None, progress: bool = True) -> EncodeResult:
+    """image: (H, W, 3) uint8; arch: ArchConfig fields overriding the preset's and the defaults.
+    Returns the bytes and a summary of training-side facts."""
     t0 = time.perf_counter()
     height, width = image.shape[:2]
-    cfg = cfg or ArchConfig()
+    chosen = get_preset(preset)
+    cfg = ArchConfig(**{**chosen.arch, **(arch or {})})
     cfg = cfg.replace(kept_weights=kept_weights_for(cfg, kept_ratio)).validate()
     dev = resolve_device(device)
     torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
     model = LotteryModel(cfg, height, width, seed).to(dev)
     target = torch.from_numpy(image.astype(np.float32) / 255.0).to(dev)
-    train_stats = train(model, target, lmbda, get_preset(preset), steps, progress)
+    train_stats = train(model, target, lmbda, chosen, steps, progress)
     cfg, nets, grids, masks, qstats = quantize_model(model, target, lmbda)
     t_train = time.perf_counter() - t0
 
@@ -62,7 +64,7 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
         per_grid[key] = per_grid.get(key, 0) + 4 * words.size
     summary = {
         "width": width, "height": height, "lmbda": lmbda, "kept_ratio": cfg.kept_weights / cfg.synth_weight_count,
-        "preset": preset, "steps": steps if steps is not None else get_preset(preset).steps, "seed": seed,
+        "preset": preset, "steps": steps if steps is not None else chosen.steps, "seed": seed,
         "bytes": len(data), "bpp": 8 * len(data) / pixels,
         "rate_estimate": {
             "latent_bpp_training_estimate": train_stats["latent_bpp_estimate"],

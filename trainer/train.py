@@ -36,7 +36,7 @@ def train(model: LotteryModel, target: torch.Tensor, lmbda: float, preset: Prese
     steps = preset.steps if steps is None else steps
     opt = torch.optim.Adam(_param_groups(model, preset.lr, preset.score_lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    bar = tqdm(range(steps), desc="stage 1", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(steps), desc="stage 1", disable=not progress, dynamic_ncols=True, mininterval=0.5)
     for step in bar:
         frac = step / max(steps - 1, 1)
         loss, mse, bpp = loss_terms(model, target, lmbda, mode="noise",
