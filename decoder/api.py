@@ -29,14 +29,16 @@ def decode(source: str | Path | bytes, output: str | Path | None = None,
 
 def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *, lmbda: float = 1e-3,
            kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
-           device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None) -> dict:
+           device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None,
+           finetune_steps: int | None = None) -> dict:
     """Encode an image (path or (H, W, 3) uint8 array) and write the file; the summary reports the
     real size and the PSNR of decoding the written bytes. ``arch`` overrides ArchConfig fields."""
     from ..trainer.encode import encode_array  # torch is needed to encode, never to decode
 
     image = load_image(source) if isinstance(source, (str, Path)) else np.asarray(source, dtype=np.uint8)
     result = encode_array(image, lmbda=lmbda, kept_ratio=kept_ratio, preset=preset, steps=steps,
-                          seed=seed, device=device, arch=arch, progress=progress)
+                          seed=seed, device=device, arch=arch, finetune_steps=finetune_steps,
+                          progress=progress)
     if output is not None:
         Path(output).write_bytes(result.data)
     decoded, dec_summary = decode(result.data, backend=backend)

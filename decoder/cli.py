@@ -19,7 +19,7 @@ def _encode(args) -> dict:
         arch.update(stripe_height=args.stripe_height)
     return encode(args.input, args.output, lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset,
                   steps=args.steps, seed=args.seed, device=args.device, progress=not args.json,
-                  backend=args.backend, arch=arch)
+                  backend=args.backend, arch=arch, finetune_steps=args.finetune_steps)
 
 
 def _print_encode(s: dict) -> None:
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this)")
     e.add_argument("--preset", default="cpu", help="fast | cpu | paper")
     e.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
+    e.add_argument("--finetune-steps", type=int, default=None,
+                   help="stage-2 steps (straight-through rounding, keeps the best state); default: the preset's")
     e.add_argument("--seed", type=int, default=1, help="seed of the random synthesis weights")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     e.add_argument("--arm", type=int, nargs=2, metavar=("CONTEXT", "WIDTH"), default=None,

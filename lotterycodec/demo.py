@@ -15,7 +15,7 @@ from .decoder.api import decode, encode
 from .decoder.backends import available_backends
 from .decoder.imageio import load_image, psnr
 
-BUNDLED_IMAGE = Path(__file__).with_name("data") / "kodim23_crop64.png"
+BUNDLED_IMAGE = Path(__file__).with_name("data") / "kodim23_crop128.png"
 
 
 def jpeg_at_size(image: np.ndarray, max_bytes: int) -> tuple[int, float, int] | None:

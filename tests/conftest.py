@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BUNDLED = Path(__file__).resolve().parents[1] / "lotterycodec" / "data" / "kodim23_crop64.png"
+BUNDLED = Path(__file__).resolve().parents[1] / "lotterycodec" / "data" / "kodim23_crop128.png"
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def bundled_image() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def small_image(bundled_image) -> np.ndarray:
-    return np.ascontiguousarray(bundled_image[16:48, 8:40])
+    return np.ascontiguousarray(bundled_image[48:80, 40:72])
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys, trained):
     assert not (tmp_path / "o.png").exists()
     assert main(["decode", str(tmp_path / "missing.lotc"), "-o", str(tmp_path / "o.png")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cuda_asked_without_cuda_is_a_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from conftest import BUNDLED
+    assert main(["encode", str(BUNDLED), "-o", str(tmp_path / "a.lotc"), "--device", "cuda", "--steps", "1"]) == 1
+    assert "CUDA" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 the written bytes to report what a receiver actually gets."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -36,12 +37,15 @@ def resolve_device(device: str) -> torch.device:
 
 def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7, preset: str = "cpu",
                  steps: int | None = None, seed: int = 1, device: str = "cpu",
-                 arch: dict | None = None, progress: bool = True) -> EncodeResult:
+                 arch: dict | None = None, finetune_steps: int | None = None,
+                 progress: bool = True) -> EncodeResult:
     """image: (H, W, 3) uint8; arch: ArchConfig fields overriding the preset's and the defaults.
     Returns the bytes and a summary of training-side facts."""
     t0 = time.perf_counter()
     height, width = image.shape[:2]
     chosen = get_preset(preset)
+    if finetune_steps is not None:
+        chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
     cfg = ArchConfig(**{**chosen.arch, **(arch or {})})
     cfg = cfg.replace(kept_weights=kept_weights_for(cfg, kept_ratio)).validate()
     dev = resolve_device(device)
@@ -64,7 +68,8 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
         per_grid[key] = per_grid.get(key, 0) + 4 * words.size
     summary = {
         "width": width, "height": height, "lmbda": lmbda, "kept_ratio": cfg.kept_weights / cfg.synth_weight_count,
-        "preset": preset, "steps": steps if steps is not None else chosen.steps, "seed": seed,
+        "preset": preset, "steps": steps if steps is not None else chosen.steps,
+        "finetune_steps": chosen.finetune_steps, "seed": seed,
         "bytes": len(data), "bpp": 8 * len(data) / pixels,
         "rate_estimate": {
             "latent_bpp_training_estimate": train_stats["latent_bpp_estimate"],

@@ -18,7 +18,8 @@ class Preset:
 
 
 PRESETS = {
-    "fast": Preset("fast", steps=300, description="smoke tests and demos: seconds on tiny images"),
+    "fast": Preset("fast", steps=300, arch={"arm_context": 8, "arm_width": 8},
+                   description="smoke tests and demos: seconds on tiny images"),
     # ARM 16/16: at 256x256 the default 24/24 ARM costs 6.7 kbit against 3.4 kbit and lost on
     # both rate and PSNR (kodim23 crop, lambda 1e-3: 0.593 bpp / 34.97 dB vs 0.553 / 35.25).
     "cpu": Preset("cpu", steps=2000, arch={"arm_context": 16, "arm_width": 16},

@@ -1,0 +1,5 @@
+import sys
+
+from .decoder.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""Trainer units against their decoder twins, and the training-stage guarantees."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lotterycodec.decoder import reference  # noqa: E402
+from lotterycodec.decoder.config import ArchConfig  # noqa: E402
+from lotterycodec.decoder.entropy import substream_plan, unit_contexts  # noqa: E402
+from lotterycodec.trainer.model import LotteryModel, bicubic_phases, kumaraswamy_noise, soft_round  # noqa: E402
+from lotterycodec.trainer.presets import get_preset  # noqa: E402
+from lotterycodec.trainer.train import evaluate, finetune  # noqa: E402
+
+
+def _model(h=21, w=34, **arch):
+    torch.manual_seed(0)
+    cfg = ArchConfig(**{"stripe_height": 4, "shared_max_pixels": 30, "kept_weights": 900, **arch})
+    m = LotteryModel(cfg, h, w, seed=5)
+    with torch.no_grad():
+        for y in m.latents:
+            y.copy_(torch.randn_like(y) * 0.5)
+    return m
+
+
+def test_contexts_match_the_entropy_coder():
+    """Stripe-confined, zero-padded contexts: the trainer sees exactly what the coder uses."""
+    m = _model()
+    q = [v.detach().numpy().astype(np.int64) for v in m.quantized_latents("hard")]
+    for g, v in enumerate(m.quantized_latents("hard")):
+        got = m.contexts(g, v).detach().numpy().astype(np.int64)
+        units = [u for units in substream_plan(m.cfg, m.height, m.width) for u in units if u.grid == g]
+        want = np.concatenate([unit_contexts(q[g], u, m.cfg.arm_context) for u in units])
+        assert np.array_equal(got, want)
+
+
+def test_upsampling_matches_reference():
+    m = _model()
+    q = m.quantized_latents("hard")
+    got = m.upsample(q).detach().numpy()
+    want = reference.upsample([v.detach().numpy() for v in q], m.ups_kernel.detach().numpy())
+    assert np.allclose(got, want, atol=1e-4)
+
+
+def test_bicubic_phases_preserve_constants():
+    k = bicubic_phases(4)
+    assert np.allclose(k.sum(axis=(2, 3)), 1.0, atol=1e-6)
+
+
+def test_soft_round_limits_and_noise_range():
+    x = torch.linspace(-3, 3, 601) + 0.003  # away from the ties at k + 1/2
+    assert torch.allclose(soft_round(x, 1e-4), torch.round(x), atol=1e-3)
+    assert torch.all((soft_round(x, 0.3) - x).abs() <= 0.5)
+    n = kumaraswamy_noise((10000,), 2.0, "cpu")
+    assert n.min() > -0.5 and n.max() < 0.5 and abs(float(n.mean())) < 0.02
+
+
+def test_global_top_k_keeps_exactly_k():
+    m = _model()
+    masks = m.masks()
+    assert int(sum(float(k.detach().sum()) for k in masks)) == m.cfg.kept_weights
+
+
+def test_finetune_resets_to_best():
+    m = _model(h=16, w=16)
+    target = torch.rand(16, 16, 3)
+    before = evaluate(m, target, 1e-3)["loss"]
+    preset = get_preset("fast")
+    import dataclasses
+    finetune(m, target, 1e-3, dataclasses.replace(preset, finetune_steps=20, finetune_lr=0.5),
+             progress=False, eval_every=5)
+    assert evaluate(m, target, 1e-3)["loss"] <= before + 1e-7
