@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
           f"encode {s['times']['encode_s']:.1f} s")
     print(f"MACs/pixel {m['total']:.0f} (ARM {m['arm']:.0f}, upsampling {m['upsampling']:.0f}, "
           f"modulation {m['modulation']:.0f}, synthesis {m['synthesis_kept']:.0f} kept of {m['synthesis_dense']:.0f})")
+    b = s["bytes_breakdown"]
+    print(f"bytes: header {b['header']}, networks {b['networks']} ({100 * b['networks'] / s['bytes']:.0f} % of the "
+          f"file: a fixed cost that small images feel most), mask {b['mask']}, latents {b['latents']}")
     for backend in available_backends():
         decoded, d = decode(out / "demo.lotc", out / f"decoded_{backend}.png", backend=backend)
         print(f"decode [{backend}]: PSNR {psnr(decoded, image):.2f} dB, {d['times']['decode_s'] * 1000:.1f} ms")
