@@ -35,7 +35,14 @@ def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *,
     real size and the PSNR of decoding the written bytes. ``arch`` overrides ArchConfig fields."""
     from ..trainer.encode import encode_array  # torch is needed to encode, never to decode
 
-    image = load_image(source) if isinstance(source, (str, Path)) else np.asarray(source, dtype=np.uint8)
+    if output is not None and not Path(output).parent.is_dir():  # fail before minutes of training
+        raise OSError(f"cannot write {output}: folder {Path(output).parent} does not exist")
+    if isinstance(source, (str, Path)):
+        image = load_image(source)
+    else:
+        image = np.asarray(source)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
     result = encode_array(image, lmbda=lmbda, kept_ratio=kept_ratio, preset=preset, steps=steps,
                           seed=seed, device=device, arch=arch, finetune_steps=finetune_steps,
                           progress=progress)

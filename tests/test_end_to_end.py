@@ -74,3 +74,20 @@ def test_cuda_asked_without_cuda_is_a_clear_error(tmp_path, capsys):
     from conftest import BUNDLED
     assert main(["encode", str(BUNDLED), "-o", str(tmp_path / "a.lotc"), "--device", "cuda", "--steps", "1"]) == 1
     assert "CUDA" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_training(tmp_path, capsys):
+    import time
+    from conftest import BUNDLED
+    t0 = time.perf_counter()
+    assert main(["encode", str(BUNDLED), "-o", str(tmp_path / "no" / "such" / "dir.lotc")]) == 1
+    assert time.perf_counter() - t0 < 10  # the cpu preset would train for minutes
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_api_rejects_non_rgb8_arrays():
+    import lotterycodec
+    with pytest.raises(ValueError, match="uint8"):
+        lotterycodec.encode(np.zeros((8, 8, 3), dtype=np.float32), steps=1)
+    with pytest.raises(ValueError, match="uint8"):
+        lotterycodec.encode(np.zeros((8, 8), dtype=np.uint8), steps=1)
