@@ -33,10 +33,14 @@ def test_contexts_match_the_entropy_coder():
         assert np.array_equal(got, want)
 
 
-def test_upsampling_matches_reference():
-    m = _model()
+@pytest.mark.parametrize("per_phase", [False, True])
+@pytest.mark.parametrize("kernel_size", [4, 8, 12])
+def test_upsampling_matches_reference(per_phase, kernel_size):
+    m = _model(ups_kernel_size=kernel_size)
+    with torch.no_grad():
+        m.ups_kernel.add_(torch.randn_like(m.ups_kernel) * 0.1)
     q = m.quantized_latents("hard")
-    got = m.upsample(q).detach().numpy()
+    got = m.upsample(q, per_phase=per_phase).detach().numpy()
     want = reference.upsample([v.detach().numpy() for v in q], m.ups_kernel.detach().numpy())
     assert np.allclose(got, want, atol=1e-4)
 

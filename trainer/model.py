@@ -141,19 +141,32 @@ class LotteryModel(nn.Module):
         return -torch.log2(p.clamp_min(2.0 ** -24)).sum()
 
     # ------------------------------------------------------------------ synthesis side
-    def upsample(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Cumulative 2x steps from the coarsest grid; each channel is its own conv group."""
+    def upsample(self, q: list[torch.Tensor], per_phase: bool = False) -> torch.Tensor:
+        """Cumulative 2x steps from the coarsest grid, each channel its own conv group.
+
+        Training embeds the four T x T phase kernels in one (T+1) x (T+1) conv (fastest on
+        CPU); ``per_phase`` runs one T x T conv per phase instead, spending exactly the decoder's
+        multiplies (what a FLOP counter should see). Both compute the same values.
+        """
         taps = self.cfg.ups_taps
-        phases = self.ups_kernel.new_zeros(4, 1, taps + 1, taps + 1)
-        for a in range(2):
-            for b in range(2):
-                phases[2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[a, b]
+        if not per_phase:
+            embedded = self.ups_kernel.new_zeros(4, 1, taps + 1, taps + 1)
+            for a in range(2):
+                for b in range(2):
+                    embedded[2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[a, b]
         acc = q[-1][None, None]
         for lvl in range(len(q) - 2, -1, -1):
             h, w = self.shapes[lvl]
-            c = acc.shape[1]
+            c, hi, wi = acc.shape[1:]
             x = F.pad(acc, (taps // 2,) * 4, mode="replicate")
-            acc = F.pixel_shuffle(F.conv2d(x, phases.repeat(c, 1, 1, 1), groups=c), 2)[:, :, :h, :w]
+            if per_phase:
+                phases = [F.conv2d(x[:, :, a:a + hi + taps - 1, b:b + wi + taps - 1],
+                                   self.ups_kernel[a, b].expand(c, 1, taps, taps), groups=c)
+                          for a in range(2) for b in range(2)]
+                y = torch.stack(phases, dim=2).reshape(1, 4 * c, hi, wi)
+            else:
+                y = F.conv2d(x, embedded.repeat(c, 1, 1, 1), groups=c)
+            acc = F.pixel_shuffle(y, 2)[:, :, :h, :w]
             acc = torch.cat([q[lvl][None, None], acc], dim=1)
         return acc[0]
 
@@ -203,6 +216,6 @@ class LotteryModel(nn.Module):
     def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0,
                 with_rate: bool = True):
         q = self.quantized_latents(mode, temperature, noise_a)
-        image = self.synthesize(self.modulate(self.upsample(q)))
+        image = self.synthesize(self.modulate(self.upsample(q, per_phase=mode == "hard")))
         rate = self.rate_bits(q) if with_rate else None
         return image, rate
