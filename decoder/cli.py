@@ -53,6 +53,21 @@ def _print_decode(s: dict) -> None:
     print(f"decode time {t['decode_s'] * 1000:.1f} ms [{s['backend']}] ({stages})")
 
 
+def _profile(args) -> dict:
+    from .profile import parse_config_overrides, profile_config, profile_file
+    if args.input is not None:
+        if args.config or args.kept_ratio is not None:
+            raise ValueError("give a file or --config/--kept-ratio, not both")
+        return profile_file(args.input)
+    width, _, height = args.size.partition("x")
+    return profile_config(parse_config_overrides(args.config or []), int(height), int(width), args.kept_ratio)
+
+
+def _print_profile(report: dict) -> None:
+    from .profile import format_table
+    print(format_table(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backend", default="auto", help=f"auto | {' | '.join(available_backends())}")
     d.add_argument("--json", action="store_true")
     d.set_defaults(run=_decode, show=_print_decode)
+
+    pr = sub.add_parser("profile", help="MACs/pixel per module of a file or a configuration, beside "
+                                         "Cool-chic 4.2 and C3")
+    pr.add_argument("input", nargs="?", default=None, help="a .lotc file (else --config)")
+    pr.add_argument("--config", nargs="*", metavar="FIELD=INT", help="architecture fields to change")
+    pr.add_argument("--kept-ratio", type=float, default=None)
+    pr.add_argument("--size", default="768x512", help="WIDTHxHEIGHT for --config (default Kodak)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(run=_profile, show=_print_profile)
     return p
 
 
@@ -92,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FormatError, ImageError, ValueError, RuntimeError, OSError) as exc:
         print(f"lotterycodec {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        args.show(summary)
+    try:
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            args.show(summary)
+    except BrokenPipeError:  # e.g. piped into head
+        pass
     return 0
 
 

@@ -37,6 +37,7 @@ class Networks:
     arm: IntArm
     ups_kernel: np.ndarray          # (2, 2, taps, taps): phase (a, b), tap (p, q)
     mod: list[np.ndarray]           # w0, b0, w1, b1, w2, b2, w3, b3 (convs as (out, in[, 3, 3]))
+    bits: dict[str, int] = field(default_factory=dict)  # coded size per module, when read from a file
 
     def tensors(self):
         for w, b in zip(self.arm.weights, self.arm.biases):
@@ -133,7 +134,9 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, int]]:
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
     br = BitReader(data)
     tensors = []
+    bits = {"arm": 0, "ups": 0, "mod": 0}
     for module, shape in network_shapes(cfg):
+        start = br.pos
         k = br.read(5)
         if k > MAX_GOLOMB_ORDER:
             raise FormatError(f"exp-Golomb order {k} above {MAX_GOLOMB_ORDER}")
@@ -145,12 +148,13 @@ def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
                 raise FormatError(f"{module} parameter {v} above {limit}")
             flat[i] = v
         tensors.append(flat.reshape(shape))
+        bits[module] += br.pos - start
     if len(data) * 8 - br.pos >= 8 or br.bits[br.pos:].any():
         raise FormatError("networks section has trailing data")
     n_arm = 2 * len(cfg.arm_in_out)
     arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
     check_arm_bounds(arm, cfg.latent_bound)
-    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:])
+    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:], bits)
 
 
 # ----------------------------------------------------------------------------- varints
