@@ -19,7 +19,8 @@ setup(
     extras_require={
         "train": ["torch>=2.1"],
         "gpu": ["torch>=2.1", "triton>=3.0"],
-        "test": ["pytest>=7", "hypothesis>=6", "triton>=3.2"],
+        "test": ["pytest>=7", "hypothesis>=6", "triton>=3.2", "matplotlib>=3.5"],
+        "bench": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
 )

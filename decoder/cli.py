@@ -68,6 +68,22 @@ def _print_profile(report: dict) -> None:
     print(format_table(report))
 
 
+def _bench(args) -> dict:
+    from . import bench
+    report = bench.run(args.files, bench.resolve_backends(args.backend),
+                       [int(t) for t in args.threads.split(",")], args.repeat, args.warmup)
+    if args.tsv:
+        bench.write_tsv(report, args.tsv)
+    if args.plot:
+        bench.write_plot(report, args.plot)
+    return report
+
+
+def _print_bench(report: dict) -> None:
+    from .bench import format_table
+    print(format_table(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--size", default="768x512", help="WIDTHxHEIGHT for --config (default Kodak)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(run=_profile, show=_print_profile)
+
+    b = sub.add_parser("bench", help="decode latency per file, backend and thread count")
+    b.add_argument("files", nargs="+")
+    b.add_argument("--backend", default="all", help=f"all | comma list of {', '.join(available_backends())}")
+    b.add_argument("--threads", default="1", help="comma list, for backends that take a thread count")
+    b.add_argument("--repeat", type=int, default=5, help="timed decodes per row (median reported)")
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--tsv", default=None, help="also write a TSV with Cool-chic's dec_time_* columns")
+    b.add_argument("--plot", default=None, help="also write a PNG of latency against MACs/pixel")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(run=_bench, show=_print_bench)
     return p
 
 

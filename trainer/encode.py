@@ -25,6 +25,22 @@ class EncodeResult:
     summary: dict
     model: LotteryModel = field(repr=False)
     latents: list[np.ndarray] = field(repr=False)
+    cfg: ArchConfig = field(repr=False)
+    net_bytes: bytes = field(repr=False)
+    latent_words: list[np.ndarray] = field(repr=False)
+
+    def with_kept_ratio(self, kept_ratio: float) -> bytes:
+        """The same file with the mask re-thresholded from the same trained scores: same latents
+        and networks, only the synthesis (and its MACs) changes. For complexity sweeps."""
+        cfg = self.cfg.replace(kept_weights=kept_weights_for(self.cfg, kept_ratio)).validate()
+        scores = torch.cat([s.detach().reshape(-1) for s in self.model.scores]).cpu()
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        keep[torch.topk(scores, cfg.kept_weights).indices] = True
+        masks = [m.reshape(s.shape).numpy() for m, s in
+                 zip(torch.split(keep, [s.numel() for s in self.model.scores]), self.model.scores)]
+        counts, mask_words = encode_mask(masks)
+        return write_bitstream(self.model.width, self.model.height, self.model.seed, cfg, self.net_bytes,
+                               counts, mask_words, self.latent_words)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -83,7 +99,7 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
         "config": dict((f.name, v) for f, v in cfg.fields()),
         "times": {"encode_s": time.perf_counter() - t0, "train_s": t_train},
     }
-    return EncodeResult(data, summary, model, grids)
+    return EncodeResult(data, summary, model, grids, cfg, net_bytes, latent_words)
 
 
 @torch.no_grad()

@@ -1,0 +1,117 @@
+"""`lotterycodec bench`: decode latency per file, backend and thread count.
+
+Each row: warm-up decodes, then the median of N timed decodes (from reading the file to the
+image in memory; no image write), the per-stage medians, pixels/s, achieved GMAC/s (kept MACs
+of the file's configuration) and the file's bpp. Outputs a table, JSON (`--json`), a TSV with
+Cool-chic's decode-time column names (`--tsv`) and a latency-vs-MACs plot (`--plot`).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from .backends import available_backends, get_backend
+from .complexity import macs_per_pixel
+from .format import read_bitstream
+
+# Cool-chic's published decode-time columns and the stages of ours that each covers.
+COOLCHIC_COLUMNS = {"dec_time_arm": ("parse", "entropy"), "dec_time_ups": ("upsampling",),
+                    "dec_time_syn": ("modulation", "synthesis")}
+THREADED_BACKENDS: set[str] = set()  # backends that honour a thread count (none built yet)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_one(path: Path, backend: str, threads: int | None, repeat: int, warmup: int) -> dict:
+    decode = get_backend(backend)
+    runs = []
+    for i in range(warmup + repeat):
+        t0 = time.perf_counter()
+        decoded = decode(path.read_bytes())
+        wall = time.perf_counter() - t0
+        if i >= warmup:
+            runs.append({**decoded.times, "all": wall})
+    bs = read_bitstream(path.read_bytes())
+    pixels = bs.width * bs.height
+    macs = macs_per_pixel(bs.cfg, bs.height, bs.width)
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    row = {"file": str(path), "backend": backend, "threads": threads, "width": bs.width, "height": bs.height,
+           "bpp": 8 * path.stat().st_size / pixels, "macs_per_pixel": macs["total"],
+           "kept_ratio": bs.cfg.kept_weights / bs.cfg.synth_weight_count, "repeat": repeat, "warmup": warmup,
+           "median_s": med, "min_all_s": min(r["all"] for r in runs), "max_all_s": max(r["all"] for r in runs),
+           "pixels_per_s": pixels / med["all"], "gmac_per_s": macs["total"] * pixels / med["all"] / 1e9}
+    for col, stages in COOLCHIC_COLUMNS.items():
+        row[col] = sum(med.get(s, 0.0) for s in stages)
+    row["dec_time_all"] = med["all"]
+    return row
+
+
+def run(files: list[str], backends: list[str], threads: list[int], repeat: int, warmup: int) -> dict:
+    rows = []
+    for f in files:
+        for b in backends:
+            for t in (threads if b in THREADED_BACKENDS else [None]):
+                rows.append(bench_one(Path(f), b, t, repeat, warmup))
+    return {"cpu": cpu_model(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+
+
+def resolve_backends(names: str) -> list[str]:
+    return available_backends() if names == "all" else names.split(",")
+
+
+def write_tsv(report: dict, path: str) -> None:
+    cols = ["file", "backend", "threads", "width", "height", "bpp", "macs_per_pixel",
+            "dec_time_arm", "dec_time_ups", "dec_time_syn", "dec_time_all"]
+    lines = ["\t".join(cols)]
+    for r in report["rows"]:
+        lines.append("\t".join(str(r[c] if r[c] is not None else "") for c in cols))
+    Path(path).write_text(f"# cpu: {report['cpu']}\n" + "\n".join(lines) + "\n")
+
+
+def write_plot(report: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in report["rows"]:
+        label = r["backend"] + (f", {r['threads']} threads" if r["threads"] else "")
+        series.setdefault(label, []).append((r["macs_per_pixel"], 1000 * r["dec_time_all"]))
+    for label, pts in series.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+    ax.set_xlabel("MACs / pixel (kept)")
+    ax.set_ylabel("decode time (ms, median)")
+    ax.set_title(f"decode latency ({report['cpu']})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def format_table(report: dict) -> str:
+    head = (f"{'file':30s} {'backend':10s} {'thr':>3s} {'bpp':>7s} {'MAC/px':>7s} {'arm ms':>8s} "
+            f"{'ups ms':>7s} {'syn ms':>7s} {'all ms':>8s} {'Mpx/s':>7s} {'GMAC/s':>7s}")
+    lines = [f"cpu: {report['cpu']}", head, "-" * len(head)]
+    for r in report["rows"]:
+        lines.append(f"{Path(r['file']).name[:30]:30s} {r['backend']:10s} {str(r['threads'] or '-'):>3s} "
+                     f"{r['bpp']:7.4f} {r['macs_per_pixel']:7.0f} {1000 * r['dec_time_arm']:8.1f} "
+                     f"{1000 * r['dec_time_ups']:7.1f} {1000 * r['dec_time_syn']:7.1f} "
+                     f"{1000 * r['dec_time_all']:8.1f} {r['pixels_per_s'] / 1e6:7.3f} {r['gmac_per_s']:7.3f}")
+    return "\n".join(lines)
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report)
