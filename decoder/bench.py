@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import platform
+import re
+import shlex
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -57,14 +60,43 @@ def bench_one(path: Path, backend: str, threads: int | None, repeat: int, warmup
     return row
 
 
-def run(files: list[str], backends: list[str], threads: list[int], repeat: int, warmup: int) -> dict:
+_COOLCHIC_TIME = re.compile(r"^time:.*?\barm ([\d.e+-]+) ups ([\d.e+-]+) syn ([\d.e+-]+).*?\ball ([\d.e+-]+)", re.M)
+
+
+def bench_anchor(command: str, repeat: int, warmup: int) -> dict:
+    """Time another decoder (e.g. Cool-chic's ccdec) in the same run. Its own `time: ... all X`
+    line is used when printed (the same scope as ours: file to image in memory), else wall time."""
+    runs = []
+    for i in range(warmup + repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"anchor command failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
+        m = _COOLCHIC_TIME.search(proc.stdout + proc.stderr)
+        if i >= warmup:
+            runs.append({"arm": float(m[1]), "ups": float(m[2]), "syn": float(m[3]), "all": float(m[4]),
+                         "source": "its own timer"} if m else {"all": wall, "source": "process wall time"})
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "source"}
+    return {"command": command, "timer": runs[0]["source"], "repeat": repeat, "warmup": warmup,
+            "dec_time_arm": med.get("arm"), "dec_time_ups": med.get("ups"), "dec_time_syn": med.get("syn"),
+            "dec_time_all": med["all"]}
+
+
+def run(files: list[str], backends: list[str], threads: list[int], repeat: int, warmup: int,
+        anchor: str | None = None) -> dict:
     rows = []
     for f in files:
         for b in backends:
             for t in (threads if b in THREADED_BACKENDS else [None]):
                 rows.append(bench_one(Path(f), b, t, repeat, warmup))
-    return {"cpu": cpu_model(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    report = {"cpu": cpu_model(), "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "anchor": None}
+    if anchor:
+        report["anchor"] = bench_anchor(anchor, repeat, warmup)
+        for r in rows:
+            r["time_ratio_vs_anchor"] = r["dec_time_all"] / report["anchor"]["dec_time_all"]
+    return report
 
 
 def resolve_backends(names: str) -> list[str]:
@@ -77,6 +109,10 @@ def write_tsv(report: dict, path: str) -> None:
     lines = ["\t".join(cols)]
     for r in report["rows"]:
         lines.append("\t".join(str(r[c] if r[c] is not None else "") for c in cols))
+    a = report.get("anchor")
+    if a:
+        lines.append("\t".join(["anchor: " + a["command"], "", "", "", "", "", ""]
+                               + [str(a[c] if a[c] is not None else "") for c in cols[7:]]))
     Path(path).write_text(f"# cpu: {report['cpu']}\n" + "\n".join(lines) + "\n")
 
 
@@ -92,6 +128,9 @@ def write_plot(report: dict, path: str) -> None:
     for label, pts in series.items():
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+    a = report.get("anchor")
+    if a:
+        ax.axhline(1000 * a["dec_time_all"], color="gray", ls="--", label="anchor: " + Path(shlex.split(a["command"])[0]).name)
     ax.set_xlabel("MACs / pixel (kept)")
     ax.set_ylabel("decode time (ms, median)")
     ax.set_title(f"decode latency ({report['cpu']})", fontsize=9)
@@ -106,10 +145,16 @@ def format_table(report: dict) -> str:
             f"{'ups ms':>7s} {'syn ms':>7s} {'all ms':>8s} {'Mpx/s':>7s} {'GMAC/s':>7s}")
     lines = [f"cpu: {report['cpu']}", head, "-" * len(head)]
     for r in report["rows"]:
+        ratio = f"  {r['time_ratio_vs_anchor']:.2f}x anchor" if "time_ratio_vs_anchor" in r else ""
         lines.append(f"{Path(r['file']).name[:30]:30s} {r['backend']:10s} {str(r['threads'] or '-'):>3s} "
                      f"{r['bpp']:7.4f} {r['macs_per_pixel']:7.0f} {1000 * r['dec_time_arm']:8.1f} "
                      f"{1000 * r['dec_time_ups']:7.1f} {1000 * r['dec_time_syn']:7.1f} "
-                     f"{1000 * r['dec_time_all']:8.1f} {r['pixels_per_s'] / 1e6:7.3f} {r['gmac_per_s']:7.3f}")
+                     f"{1000 * r['dec_time_all']:8.1f} {r['pixels_per_s'] / 1e6:7.3f} {r['gmac_per_s']:7.3f}{ratio}")
+    a = report.get("anchor")
+    if a:
+        stages = " ".join(f"{k[9:]} {1000 * a[k]:.1f} ms" for k in ("dec_time_arm", "dec_time_ups", "dec_time_syn")
+                          if a[k] is not None)
+        lines.append(f"anchor ({a['timer']}): all {1000 * a['dec_time_all']:.1f} ms {stages}  [{a['command']}]")
     return "\n".join(lines)
 
 

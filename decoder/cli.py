@@ -71,7 +71,7 @@ def _print_profile(report: dict) -> None:
 def _bench(args) -> dict:
     from . import bench
     report = bench.run(args.files, bench.resolve_backends(args.backend),
-                       [int(t) for t in args.threads.split(",")], args.repeat, args.warmup)
+                       [int(t) for t in args.threads.split(",")], args.repeat, args.warmup, args.anchor)
     if args.tsv:
         bench.write_tsv(report, args.tsv)
     if args.plot:
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", default="1", help="comma list, for backends that take a thread count")
     b.add_argument("--repeat", type=int, default=5, help="timed decodes per row (median reported)")
     b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--anchor", default=None, metavar="CMD",
+                   help="another decoder's command line, timed in the same run (Cool-chic's ccdec "
+                        "'time: ... all X' line is read when printed); rows get their ratio to it")
     b.add_argument("--tsv", default=None, help="also write a TSV with Cool-chic's dec_time_* columns")
     b.add_argument("--plot", default=None, help="also write a PNG of latency against MACs/pixel")
     b.add_argument("--json", action="store_true")

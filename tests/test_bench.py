@@ -38,3 +38,17 @@ def test_bench_json_tsv_plot(tmp_path, trained, capsys):
     header = (tmp_path / "t.tsv").read_text().splitlines()[1].split("\t")
     assert {"dec_time_arm", "dec_time_ups", "dec_time_syn", "dec_time_all", "bpp"} <= set(header)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_anchor_timed_in_the_same_run(tmp_path, trained, capsys):
+    import sys
+    f = tmp_path / "a.lotc"
+    f.write_bytes(trained.data)
+    fake_ccdec = f"{sys.executable} -c \"print('time: arm 0.01 ups 0.002 syn 0.003 blend 0 warp 0 all 0.02')\""
+    assert main(["bench", str(f), "--repeat", "1", "--warmup", "0", "--anchor", fake_ccdec, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["anchor"]["timer"] == "its own timer" and rep["anchor"]["dec_time_all"] == 0.02
+    assert rep["rows"][0]["time_ratio_vs_anchor"] == pytest.approx(rep["rows"][0]["dec_time_all"] / 0.02)
+    assert main(["bench", str(f), "--repeat", "1", "--warmup", "0", "--anchor", f"{sys.executable} -c pass"]) == 0
+    assert "process wall time" in capsys.readouterr().out
+    assert main(["bench", str(f), "--anchor", f"{sys.executable} -c 'import sys; sys.exit(3)'"]) == 1
