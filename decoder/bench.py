@@ -132,7 +132,8 @@ def write_plot(report: dict, path: str) -> None:
     if a:
         ax.axhline(1000 * a["dec_time_all"], color="gray", ls="--", label="anchor: " + Path(shlex.split(a["command"])[0]).name)
     ax.set_xlabel("MACs / pixel (kept)")
-    ax.set_ylabel("decode time (ms, median)")
+    ax.set_ylabel("decode time (ms, median, log scale)")
+    ax.set_yscale("log")  # backends and the anchor differ by orders of magnitude
     ax.set_title(f"decode latency ({report['cpu']})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -86,17 +86,22 @@ class IntArm:
     biases: list[np.ndarray]
     frac_bits: int
 
-    def forward(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ctx: (n, C) integer latents -> (mu, log2 scale), both with ACT_FRAC fractional bits."""
-        x = ctx.astype(np.int64) << ACT_FRAC
+    def __post_init__(self) -> None:
+        # Per layer: W^T and the bias already in accumulator units with the rounding half added,
+        # so one call costs a dot, an add and a shift per layer (the decoder calls it per latent).
         half = np.int64(1 << (self.frac_bits - 1))
-        last = len(self.weights) - 1
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            acc = x @ w.T + (b << ACT_FRAC)
-            x = (acc + half) >> self.frac_bits
+        self._layers = [(np.ascontiguousarray(w.T), (b << ACT_FRAC) + half)
+                        for w, b in zip(self.weights, self.biases)]
+
+    def forward(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ctx: (n, C) or (C,) integer latents -> (mu, log2 scale), with ACT_FRAC fractional bits."""
+        x = ctx.astype(np.int64) << ACT_FRAC
+        last = len(self._layers) - 1
+        for l, (wt, bias) in enumerate(self._layers):
+            x = (x.dot(wt) + bias) >> self.frac_bits
             if l < last:
                 np.maximum(x, 0, out=x)
-        return x[:, 0], x[:, 1]
+        return x[..., 0], x[..., 1]
 
 
 def check_arm_bounds(arm: IntArm, latent_bound: int) -> None:
@@ -111,17 +116,20 @@ def check_arm_bounds(arm: IntArm, latent_bound: int) -> None:
         bound = int(acc.max() >> arm.frac_bits) if acc.size else 0
 
 
-def table_index(mu: np.ndarray, log2_scale: np.ndarray, latent_bound: int):
-    """Integer mapping of ARM outputs to (centre m, mu-fraction table f, scale table s)."""
+def _clip(x, lo: int, hi: int):
+    return np.clip(x, lo, hi) if isinstance(x, np.ndarray) else min(max(x, lo), hi)
+
+
+def table_index(mu, log2_scale, latent_bound: int):
+    """Integer mapping of ARM outputs to (centre m, mu-fraction table f, scale table s).
+    Takes int64 arrays (encoder, all latents at once) or Python ints (decoder, one latent)."""
     shift = ACT_FRAC - 3  # MU_STEPS == 8 == 2^3
-    mu8 = (mu + (1 << (shift - 1))) >> shift
-    mu8 = np.clip(mu8, -MU_STEPS * latent_bound, MU_STEPS * latent_bound - 1)
+    mu8 = _clip((mu + (1 << (shift - 1))) >> shift, -MU_STEPS * latent_bound, MU_STEPS * latent_bound - 1)
     m = mu8 >> 3
     f = mu8 & (MU_STEPS - 1)
     s = (log2_scale * SCALE_STEPS_PER_OCTAVE - LOG2_SCALE_MIN * SCALE_STEPS_PER_OCTAVE * (1 << ACT_FRAC)
          + (1 << (ACT_FRAC - 1))) >> ACT_FRAC
-    s = np.clip(s, 0, N_SCALES - 1)
-    return m, f, s
+    return m, f, _clip(s, 0, N_SCALES - 1)
 
 
 # ----------------------------------------------------------------------------- latent layout
@@ -218,10 +226,9 @@ def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntA
         for y in range(h):
             for x in range(w):
                 pos = (y + 4) * pitch + x + 4
-                mu, ls = arm.forward(buf[pos - rel][None, :])
-                m, f, s = table_index(mu, ls, A)
-                r = int(dec.decode(_table_model(int(f[0]), int(s[0])))) - RESIDUAL_MAX
-                v = int(m[0]) + r
+                mu, ls = arm.forward(buf[pos - rel])
+                m, f, s = table_index(int(mu), int(ls), A)
+                v = m + int(dec.decode(_table_model(f, s))) - RESIDUAL_MAX
                 if not -A <= v < A:
                     raise FormatError("decoded latent outside the alphabet (corrupt substream)")
                 buf[pos] = v

@@ -123,3 +123,19 @@ def test_mask_round_trip(kept):
     from math import comb, log2
     ideal = sum(log2(comb(m.size, int(m.sum()))) for m in masks)
     assert 32 * words.size <= ideal + 64
+
+
+def test_table_index_and_arm_same_for_one_latent_and_many():
+    """The decoder evaluates one latent at a time with Python ints; the encoder all at once."""
+    rng = np.random.default_rng(5)
+    mu = rng.integers(-(70 << 8), 70 << 8, 500)
+    ls = rng.integers(-(6 << 8), 9 << 8, 500)
+    m, f, s = table_index(mu, ls, 37)
+    for i in range(0, 500, 7):
+        assert table_index(int(mu[i]), int(ls[i]), 37) == (m[i], f[i], s[i])
+    cfg = ArchConfig(arm_context=16, arm_width=16)
+    arm = _arm(cfg, rng)
+    ctx = rng.integers(-64, 64, (50, 16))
+    mus, lss = arm.forward(ctx)
+    for i in range(50):
+        assert arm.forward(ctx[i]) == (mus[i], lss[i])
