@@ -1,7 +1,6 @@
 """MACs/pixel: the analytic counter against torch's FLOP counter, and against published figures."""
 import json
 
-import numpy as np
 import pytest
 
 from lotterycodec.decoder.cli import main

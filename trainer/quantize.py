@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..decoder.config import ArchConfig
+from ..decoder.config import ArchConfig, FormatError
 from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits
-from ..decoder.config import FormatError
 from ..decoder.format import Networks, best_golomb_order, golomb_bits
 from .model import LotteryModel
 
