@@ -130,7 +130,8 @@ def write_plot(report: dict, path: str) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
     a = report.get("anchor")
     if a:
-        ax.axhline(1000 * a["dec_time_all"], color="gray", ls="--", label="anchor: " + Path(shlex.split(a["command"])[0]).name)
+        name = Path(shlex.split(a["command"])[0]).name
+        ax.axhline(1000 * a["dec_time_all"], color="gray", ls="--", label=f"anchor: {name}")
     ax.set_xlabel("MACs / pixel (kept)")
     ax.set_ylabel("decode time (ms, median, log scale)")
     ax.set_yscale("log")  # backends and the anchor differ by orders of magnitude

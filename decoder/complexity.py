@@ -149,7 +149,8 @@ def c3_complexity(config: str, height: int, width: int) -> Complexity:
         {"arm": (arm * latents + prev_ups) / pixels, "upsampling": 4.0 * (len(shapes) - 1),
          "modulation": 0.0},
         float(syn), float(syn),
-        source=f"google-deepmind/c3_neural_compression@ce70560 configs/{'kodak' if config == 'Kodak' else 'clic2020'}.py",
+        source="google-deepmind/c3_neural_compression@ce70560 configs/"
+               + ("kodak.py" if config == "Kodak" else "clic2020.py"),
         notes="C3's own utils/macs.py counts 8 MACs per bilinear output value (ours: 4 taps)")
 
 

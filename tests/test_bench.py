@@ -26,8 +26,8 @@ def test_bench_json_tsv_plot(tmp_path, trained, capsys):
         f = tmp_path / f"k{ratio}.lotc"
         f.write_bytes(trained.with_kept_ratio(ratio))
         files.append(str(f))
-    assert main(["bench", *files, "--repeat", "2", "--warmup", "0", "--tsv", str(tmp_path / "t.tsv"),
-                 "--plot", str(tmp_path / "p.png"), "--json"]) == 0
+    assert main(["bench", *files, "--backend", "reference", "--repeat", "2", "--warmup", "0",
+                 "--tsv", str(tmp_path / "t.tsv"), "--plot", str(tmp_path / "p.png"), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["cpu"] and len(rep["rows"]) == 2
     for row in rep["rows"]:
@@ -45,10 +45,11 @@ def test_anchor_timed_in_the_same_run(tmp_path, trained, capsys):
     f = tmp_path / "a.lotc"
     f.write_bytes(trained.data)
     fake_ccdec = f"{sys.executable} -c \"print('time: arm 0.01 ups 0.002 syn 0.003 blend 0 warp 0 all 0.02')\""
-    assert main(["bench", str(f), "--repeat", "1", "--warmup", "0", "--anchor", fake_ccdec, "--json"]) == 0
+    args = ["bench", str(f), "--backend", "reference", "--repeat", "1", "--warmup", "0"]
+    assert main([*args, "--anchor", fake_ccdec, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["anchor"]["timer"] == "its own timer" and rep["anchor"]["dec_time_all"] == 0.02
     assert rep["rows"][0]["time_ratio_vs_anchor"] == pytest.approx(rep["rows"][0]["dec_time_all"] / 0.02)
-    assert main(["bench", str(f), "--repeat", "1", "--warmup", "0", "--anchor", f"{sys.executable} -c pass"]) == 0
+    assert main([*args, "--anchor", f"{sys.executable} -c pass"]) == 0
     assert "process wall time" in capsys.readouterr().out
-    assert main(["bench", str(f), "--anchor", f"{sys.executable} -c 'import sys; sys.exit(3)'"]) == 1
+    assert main([*args, "--anchor", f"{sys.executable} -c 'import sys; sys.exit(3)'"]) == 1
