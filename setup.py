@@ -1,5 +1,13 @@
-"""lotterycodec: one namespace, the required top-level parts mapped into it."""
+"""lotterycodec: one namespace, the required top-level parts mapped into it, and the C++ decoder
+core built as a pybind11 module from the same source and flag lists as the standalone executable."""
+from pathlib import Path
+
+from pybind11.setup_helpers import Pybind11Extension
 from setuptools import setup
+
+CSRC = Path("csrc")
+CORE_SOURCES = [str(CSRC / s) for s in (CSRC / "core_sources.txt").read_text().split()]
+CORE_FLAGS = (CSRC / "core_flags.txt").read_text().split()
 
 setup(
     name="lotterycodec",
@@ -23,4 +31,6 @@ setup(
         "bench": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
+    ext_modules=[Pybind11Extension("lotterycodec.decoder._lotc_cpu", CORE_SOURCES + ["csrc/python/bindings.cpp"],
+                                   cxx_std=17, extra_compile_args=CORE_FLAGS)],
 )

@@ -1,11 +1,45 @@
 """Decoder backends by name, each imported only when asked for (the decoder needs no torch)."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import time
 from typing import Callable
 
 from . import reference
+
+
+def _cpu_module():
+    try:
+        from . import _lotc_cpu
+    except ImportError:
+        return None
+    return _lotc_cpu
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_tables():
+    from .entropy import load_tables
+    return _cpu_module().make_tables(load_tables())
+
+
+def _cpu_decode(data: bytes) -> "reference.Decoded":
+    """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else."""
+    import numpy as np
+
+    from .config import FormatError
+    from .format import read_bitstream
+    module = _cpu_module()
+    if module is None:
+        raise RuntimeError("the cpu backend is not built: reinstall with a C++17 compiler (pip install -e .)")
+    t0 = time.perf_counter()
+    try:
+        image, latents, times = module.decode(bytes(data), _cpu_tables())
+    except module.DecodeError as exc:
+        raise FormatError(str(exc)) from None
+    times["total"] = time.perf_counter() - t0
+    return reference.Decoded(image, [np.asarray(g, dtype=np.int64) for g in latents], read_bitstream(data), times)
 
 
 def _triton_decode(data: bytes) -> "reference.Decoded":
@@ -16,6 +50,7 @@ def _triton_decode(data: bytes) -> "reference.Decoded":
 
 
 BACKENDS: dict[str, Callable[[bytes], "reference.Decoded"]] = {
+    "cpu": _cpu_decode,
     "reference": reference.decode,
     "triton": _triton_decode,
 }
@@ -32,11 +67,12 @@ def _triton_usable() -> bool:
 
 def available_backends() -> list[str]:
     """Backends that can run here, fastest first."""
-    return (["triton"] if _triton_usable() else []) + ["reference"]
+    return (["triton"] if _triton_usable() else []) + (["cpu"] if _cpu_module() else []) + ["reference"]
 
 
 def default_backend() -> str:
-    return "reference"
+    """The C++ decoder when built, else the reference (triton is never picked implicitly)."""
+    return "cpu" if _cpu_module() else "reference"
 
 
 def get_backend(name: str) -> Callable[[bytes], "reference.Decoded"]:

@@ -1,0 +1,44 @@
+// LotteryCodec format-v1 decoder core: plain C++17, no Python. Twin of decoder/reference.py;
+// the byte-level spec is docs/FORMAT.md. Stage names follow the reference.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lotc {
+
+// Every malformed, truncated or unsupported input ends here (never exit, never a crash).
+struct DecodeError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct FieldRange {
+    const char* name;
+    int64_t lo, hi;
+};
+// The config record's fields in header order with their allowed ranges (docs/FORMAT.md §3).
+const std::vector<FieldRange>& config_fields();
+
+// Frequency tables (docs/FORMAT.md §6.3) as cumulative frequencies, 256 edges per table.
+struct Tables {
+    std::vector<uint32_t> cum;  // [8 * 48][256]
+    // weights: the shipped (8, 48, 255) uint32 array (constriction weights w; frequency w + 1).
+    static Tables from_weights(const uint32_t* weights, size_t count);
+    // Reads and checks the shipped .npy file (its CRC-32 is pinned).
+    static Tables from_npy_file(const std::string& path);
+};
+
+struct Decoded {
+    int width = 0, height = 0;
+    std::vector<uint8_t> rgb;                         // H * W * 3
+    std::vector<std::vector<int32_t>> latents;        // per grid, row-major
+    std::vector<std::pair<int, int>> grid_shapes;     // (rows, cols)
+    double t_parse = 0, t_entropy = 0, t_upsampling = 0, t_modulation = 0, t_synthesis = 0;
+};
+
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables);
+
+}  // namespace lotc

@@ -1,0 +1,47 @@
+// The only pybind11 file: lotterycodec.decoder._lotc_cpu. Decoding releases the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "../core/lotc_decoder.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_lotc_cpu, m) {
+    m.doc() = "LotteryCodec C++ decoder core (scalar, single-threaded)";
+    py::register_exception<lotc::DecodeError>(m, "DecodeError", PyExc_ValueError);
+    py::class_<lotc::Tables>(m, "Tables");
+    m.def("make_tables", [](py::array_t<uint32_t, py::array::c_style | py::array::forcecast> weights) {
+        return lotc::Tables::from_weights(weights.data(), size_t(weights.size()));
+    });
+    m.def("config_fields", [] {
+        py::list out;
+        for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi));
+        return out;
+    });
+    m.def("decode", [](py::bytes data, const lotc::Tables& tables) {
+        std::string buf = data;
+        lotc::Decoded d;
+        {
+            py::gil_scoped_release release;
+            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables);
+        }
+        py::array_t<uint8_t> image({d.height, d.width, 3});
+        std::copy(d.rgb.begin(), d.rgb.end(), image.mutable_data());
+        py::list latents;
+        for (size_t g = 0; g < d.latents.size(); ++g) {
+            py::array_t<int32_t> a({d.grid_shapes[g].first, d.grid_shapes[g].second});
+            std::copy(d.latents[g].begin(), d.latents[g].end(), a.mutable_data());
+            latents.append(a);
+        }
+        py::dict times;
+        times["parse"] = d.t_parse;
+        times["entropy"] = d.t_entropy;
+        times["upsampling"] = d.t_upsampling;
+        times["modulation"] = d.t_modulation;
+        times["synthesis"] = d.t_synthesis;
+        return py::make_tuple(image, latents, times);
+    });
+}

@@ -1,0 +1,151 @@
+"""C++ decoder (csrc/): the pybind11 module and the standalone executable against the reference."""
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.backends import get_backend
+from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
+from lotterycodec.decoder.format import HEADER_SIZE
+from lotterycodec.decoder.synthetic import synthetic_bitstream
+
+cpu_module = pytest.importorskip("lotterycodec.decoder._lotc_cpu")
+cpu = get_backend("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _same(data: bytes):
+    ref, got = reference.decode(data), cpu(data)
+    assert all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))  # latents: exactly
+    assert np.abs(ref.image.astype(int) - got.image.astype(int)).max() <= 1  # image: one level
+    return got
+
+
+def test_config_fields_are_the_python_ones():
+    assert cpu_module.config_fields() == [(f.name, f.lo, f.hi) for f in CONFIG_FIELDS]
+
+
+def test_trained_file_matches_reference(trained):
+    _same(trained.data)
+
+
+@pytest.mark.parametrize("width,height,arch", [(1, 1, {}), (33, 17, {"stripe_height": 4}), (2, 1360, {}),
+                                               (1, 2160, {"arm_layers": 0}), (9, 7, {"ups_kernel_size": 12,
+                                                                                    "arm_context": 0})])
+def test_odd_sizes_and_configs(width, height, arch):
+    cfg = ArchConfig(arm_context=arch.pop("arm_context", 6), arm_width=5, mod_width=6, kept_weights=300, **arch)
+    _same(synthetic_bitstream(width, height, cfg, seed=width * 7 + height))
+
+
+@pytest.fixture(scope="module")
+def small_file():
+    return synthetic_bitstream(11, 7, ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=8,
+                                                 stripe_height=2, shared_max_pixels=10, kept_weights=250))
+
+
+def test_truncation_and_byte_flips_are_errors(small_file):
+    for n in range(len(small_file)):
+        with pytest.raises(FormatError):
+            cpu(small_file[:n])
+    for i in range(len(small_file)):
+        bad = bytearray(small_file)
+        bad[i] ^= 0xA5
+        with pytest.raises(FormatError):
+            cpu(bytes(bad))
+    with pytest.raises(FormatError):
+        cpu(small_file + b"x")
+
+
+def _reseal(data: bytearray) -> bytes:
+    struct.pack_into("<I", data, HEADER_SIZE - 4, zlib.crc32(bytes(data[:HEADER_SIZE - 4])))
+    struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[HEADER_SIZE:-4])))
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_resealed_mutations_agree_with_reference(small_file, data):
+    """Behind valid CRCs: the C++ decoder fails exactly when the reference does, else agrees."""
+    bad = bytearray(small_file)
+    for _ in range(data.draw(st.integers(1, 4))):
+        bad[data.draw(st.integers(0, len(bad) - 5))] = data.draw(st.integers(0, 255))
+    forged = _reseal(bad)
+    try:
+        ref = reference.decode(forged)
+    except FormatError:
+        with pytest.raises(FormatError):
+            cpu(forged)
+        return
+    got = cpu(forged)
+    assert all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))
+
+
+@pytest.fixture(scope="module")
+def executable(tmp_path_factory):
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    build = tmp_path_factory.mktemp("build")
+    flags = os.environ.get("LOTC_TEST_CMAKE_FLAGS", "")
+    subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                    *flags.split()], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    return build / "lotterycodec-dec"
+
+
+def test_executable_gives_the_module_bytes(executable, trained, tmp_path):
+    src = tmp_path / "t.lotc"
+    src.write_bytes(trained.data)
+    out = subprocess.run([str(executable), str(src), str(tmp_path / "t.ppm"), "--time"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("time:") and " all " in out.stdout
+    ppm = (tmp_path / "t.ppm").read_bytes()
+    header = b"P6\n32 32\n255\n"
+    assert ppm.startswith(header)
+    assert np.array_equal(np.frombuffer(ppm[len(header):], np.uint8).reshape(32, 32, 3), cpu(trained.data).image)
+
+
+def test_executable_hostile_input(executable, small_file, tmp_path):
+    cases = [small_file[:n] for n in range(0, len(small_file), 7)] + [b"LOTC\x02" + small_file[5:], small_file + b"!"]
+    for i, data in enumerate(cases):
+        src = tmp_path / f"h{i}.lotc"
+        src.write_bytes(data)
+        out = subprocess.run([str(executable), str(src), str(tmp_path / "o.ppm")], capture_output=True, text=True)
+        assert out.returncode == 1, data[:8]
+        assert out.stderr.startswith("lotterycodec-dec: error:") and out.stderr.count("\n") == 1
+
+
+def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
+    """The core built with ASan + UBSan decodes valid files and rejects every hostile one cleanly."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    build = tmp_path / "asan"
+    subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug",
+                    "-DLOTC_SANITIZE=ON"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    exe = build / "lotterycodec-dec"
+    rng = np.random.default_rng(0)
+    corpus = [(small_file, 0), (trained.data, 0), (small_file + b"\0", 1), (b"", 1)]
+    corpus += [(small_file[:n], 1) for n in range(0, len(small_file), 3)]
+    for i in rng.choice(len(small_file), 40, replace=False):
+        bad = bytearray(small_file)
+        bad[int(i)] ^= 0xFF
+        corpus.append((bytes(bad), 1))
+    for _ in range(60):  # resealed garbage: reaches the parsers and the range decoder
+        bad = bytearray(small_file)
+        for j in rng.integers(0, len(bad) - 4, 4):
+            bad[int(j)] = int(rng.integers(0, 256))
+        corpus.append((_reseal(bad), None))
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    for k, (data, want) in enumerate(corpus):
+        src = tmp_path / f"c{k}.lotc"
+        src.write_bytes(data)
+        out = subprocess.run([str(exe), str(src), str(tmp_path / "o.ppm")], capture_output=True, text=True, env=env)
+        assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr[:400]
+        assert out.returncode in ((0, 1) if want is None else (want,)), (k, out.stderr)
