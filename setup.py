@@ -32,5 +32,5 @@ setup(
     },
     entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
     ext_modules=[Pybind11Extension("lotterycodec.decoder._lotc_cpu", CORE_SOURCES + ["csrc/python/bindings.cpp"],
-                                   cxx_std=17, extra_compile_args=CORE_FLAGS)],
+                                   cxx_std=17, extra_compile_args=CORE_FLAGS, extra_link_args=["-pthread"])],
 )

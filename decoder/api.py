@@ -11,11 +11,12 @@ from .imageio import load_image, psnr, save_image
 
 
 def decode(source: str | Path | bytes, output: str | Path | None = None,
-           backend: str = "auto") -> tuple[np.ndarray, dict]:
-    """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary)."""
+           backend: str = "auto", threads: int | None = None) -> tuple[np.ndarray, dict]:
+    """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary).
+    threads: for the cpu backend (default: every core)."""
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     t0 = time.perf_counter()
-    decoded = get_backend(backend)(data)
+    decoded = get_backend(backend)(data, threads=threads)
     elapsed = time.perf_counter() - t0
     if output is not None:
         save_image(output, decoded.image)

@@ -7,6 +7,9 @@ import os
 import time
 from typing import Callable
 
+# Backends whose decode honours a thread count (the others ignore it).
+THREADED_BACKENDS = {"cpu"}
+
 from . import reference
 
 
@@ -24,8 +27,9 @@ def _cpu_tables():
     return _cpu_module().make_tables(load_tables())
 
 
-def _cpu_decode(data: bytes) -> "reference.Decoded":
-    """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else."""
+def _cpu_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
+    """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else.
+    threads: substreams and row blocks in parallel (default: every core); output is identical."""
     import numpy as np
 
     from .config import FormatError
@@ -35,14 +39,21 @@ def _cpu_decode(data: bytes) -> "reference.Decoded":
         raise RuntimeError("the cpu backend is not built: reinstall with a C++17 compiler (pip install -e .)")
     t0 = time.perf_counter()
     try:
-        image, latents, times = module.decode(bytes(data), _cpu_tables())
+        threads = threads or os.cpu_count() or 1
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        image, latents, times = module.decode(bytes(data), _cpu_tables(), threads)
     except module.DecodeError as exc:
         raise FormatError(str(exc)) from None
     times["total"] = time.perf_counter() - t0
     return reference.Decoded(image, [np.asarray(g, dtype=np.int64) for g in latents], read_bitstream(data), times)
 
 
-def _triton_decode(data: bytes) -> "reference.Decoded":
+def _reference_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
+    return reference.decode(data)  # single-threaded by design: the readable spec
+
+
+def _triton_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
     if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
         raise RuntimeError("the triton backend needs torch and triton: pip install 'lotterycodec[gpu]'")
     from ..kernels.decode import decode
@@ -51,7 +62,7 @@ def _triton_decode(data: bytes) -> "reference.Decoded":
 
 BACKENDS: dict[str, Callable[[bytes], "reference.Decoded"]] = {
     "cpu": _cpu_decode,
-    "reference": reference.decode,
+    "reference": _reference_decode,
     "triton": _triton_decode,
 }
 

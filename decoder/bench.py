@@ -16,14 +16,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from .backends import available_backends, get_backend
+from .backends import THREADED_BACKENDS, available_backends, get_backend
 from .complexity import macs_per_pixel
 from .format import read_bitstream
 
 # Cool-chic's published decode-time columns and the stages of ours that each covers.
 COOLCHIC_COLUMNS = {"dec_time_arm": ("parse", "entropy"), "dec_time_ups": ("upsampling",),
                     "dec_time_syn": ("modulation", "synthesis")}
-THREADED_BACKENDS: set[str] = set()  # backends that honour a thread count (none built yet)
 
 
 def cpu_model() -> str:
@@ -41,7 +40,7 @@ def bench_one(path: Path, backend: str, threads: int | None, repeat: int, warmup
     runs = []
     for i in range(warmup + repeat):
         t0 = time.perf_counter()
-        decoded = decode(path.read_bytes())
+        decoded = decode(path.read_bytes(), threads=threads)
         wall = time.perf_counter() - t0
         if i >= warmup:
             runs.append({**decoded.times, "all": wall})

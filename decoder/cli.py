@@ -40,7 +40,7 @@ def _print_encode(s: dict) -> None:
 
 def _decode(args) -> dict:
     from .api import decode
-    _, summary = decode(args.input, args.output, backend=args.backend)
+    _, summary = decode(args.input, args.output, backend=args.backend, threads=args.threads)
     summary["output"] = args.output
     return summary
 
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode a .lotc bitstream to an image")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
-    d.add_argument("--backend", default="auto", help="auto | reference | triton (GPU)")
+    d.add_argument("--backend", default="auto", help="auto (cpu when built) | cpu | reference | triton (GPU)")
+    d.add_argument("--threads", type=int, default=None, help="cpu backend threads (default: every core)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(run=_decode, show=_print_decode)
 

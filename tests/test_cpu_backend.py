@@ -149,3 +149,16 @@ def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
         out = subprocess.run([str(exe), str(src), str(tmp_path / "o.ppm")], capture_output=True, text=True, env=env)
         assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr[:400]
         assert out.returncode in ((0, 1) if want is None else (want,)), (k, out.stderr)
+
+
+def test_any_thread_count_gives_identical_output(trained):
+    data = synthetic_bitstream(40, 37, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
+                                                  kept_weights=900))
+    for d in (data, trained.data):
+        one = cpu(d, threads=1)
+        for t in (2, 3, 8):
+            other = cpu(d, threads=t)
+            assert np.array_equal(one.image, other.image)
+            assert all(np.array_equal(a, b) for a, b in zip(one.latents, other.latents))
+    with pytest.raises(ValueError):
+        cpu(data, threads=-1)

@@ -1,10 +1,12 @@
-// lotterycodec-dec IN.lotc OUT.ppm [--tables PATH] [--time]: no Python at build or run time.
+// lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--tables PATH]: no Python at build or run time.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/lotc_decoder.h"
@@ -16,15 +18,17 @@
 int main(int argc, char** argv) {
     std::string in, out, tables_path = LOTC_DEFAULT_TABLES;
     bool timing = false;
+    int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--time")) timing = true;
         else if (!std::strcmp(argv[i], "--tables") && i + 1 < argc) tables_path = argv[++i];
+        else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (in.empty()) in = argv[i];
         else if (out.empty()) out = argv[i];
         else { std::fprintf(stderr, "lotterycodec-dec: unexpected argument %s\n", argv[i]); return 2; }
     }
     if (in.empty() || out.empty()) {
-        std::fprintf(stderr, "usage: lotterycodec-dec IN.lotc OUT.ppm [--tables PATH] [--time]\n");
+        std::fprintf(stderr, "usage: lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--tables PATH]\n");
         return 2;
     }
     try {
@@ -33,7 +37,8 @@ int main(int argc, char** argv) {
         std::ifstream f(in, std::ios::binary);
         if (!f) throw std::runtime_error("cannot open " + in);
         std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables);
+        if (threads < 1) throw std::runtime_error("--threads must be at least 1");
+        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads);
         double all = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::ofstream o(out, std::ios::binary);
         o << "P6\n" << d.width << " " << d.height << "\n255\n";

@@ -4,11 +4,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <thread>
 
 namespace lotc {
 namespace {
@@ -30,6 +34,34 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 [[noreturn]] void fail(const std::string& msg) { throw DecodeError(msg); }
+
+// body(i) for i in [0, n) on up to `threads` threads. Work items never share outputs, so the
+// result is the same for every thread count. The first exception is rethrown after the join.
+template <class F>
+void parallel_for(int n, int threads, F&& body) {
+    threads = std::max(1, std::min(threads, n));
+    if (threads == 1) {
+        for (int i = 0; i < n; ++i) body(i);
+        return;
+    }
+    std::atomic<int> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    auto worker = [&] {
+        try {
+            for (int i; (i = next++) < n;) body(i);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (!error) error = std::current_exception();
+            next = n;
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+}
 
 uint32_t crc32(const uint8_t* p, size_t n) {
     static const std::array<uint32_t, 256> table = [] {
@@ -275,7 +307,7 @@ void arm_forward(const Networks& n, const Config& c, std::vector<int64_t>& x, st
 }
 
 void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
-                    int height, int width, const Tables& tables, Decoded& out) {
+                    int height, int width, const Tables& tables, Decoded& out, int threads) {
     auto plan = substream_plan(c, height, width);
     if (plan.size() != substreams.size()) fail("latent substream count does not match the configuration");
     out.grid_shapes = grid_shapes(c, height, width);
@@ -283,12 +315,14 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     for (auto [h, w] : out.grid_shapes) out.latents.emplace_back(size_t(h) * w, 0);
     auto offsets = context_offsets();
     const int A = int(c.latent_bound), C = int(c.arm_context);
-    std::vector<int64_t> x, y;
-    for (size_t s = 0; s < plan.size(); ++s) {
+    for (size_t s = 0; s < plan.size(); ++s) {  // all sizes checked before any decoding starts
         int64_t symbols = 0;
         for (const Unit& u : plan[s]) symbols += int64_t(u.row1 - u.row0) * out.grid_shapes[u.grid].second;
         if (symbols > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
             fail("latent substream: more symbols than its bytes can hold");
+    }
+    parallel_for(int(plan.size()), threads, [&](int s) {
+        std::vector<int64_t> x, y;
         RangeDecoder dec(substreams[s].data(), substreams[s].size());
         for (const Unit& u : plan[s]) {
             const int w = out.grid_shapes[u.grid].second, h = u.row1 - u.row0, pitch = w + 8;
@@ -316,7 +350,7 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
                 for (int xx = 0; xx < w; ++xx)
                     grid[size_t(u.row0 + yy) * w + xx] = int32_t(buf[size_t(yy + 4) * pitch + xx + 4]);
         }
-    }
+    });
 }
 
 std::vector<std::vector<uint8_t>> decode_mask(const std::vector<int64_t>& counts, const uint32_t* words, size_t n_words,
@@ -366,9 +400,9 @@ float tanh_f(float x) { return 1.0f - 2.0f / (std::exp(2.0f * x) + 1.0f); }
 float gelu(float x) { return 0.5f * x * (1.0f + tanh_f(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
 
 std::vector<float> upsample_2x(const std::vector<float>& x, int h, int w, const std::vector<float>& k, int T,
-                               int out_h, int out_w) {
+                               int out_h, int out_w, int threads) {
     std::vector<float> out(size_t(out_h) * out_w);
-    for (int yy = 0; yy < out_h; ++yy)
+    parallel_for(out_h, threads, [&](int yy) {
         for (int xx = 0; xx < out_w; ++xx) {
             int a = yy & 1, b = xx & 1, i = yy >> 1, j = xx >> 1;
             float acc = 0.0f;
@@ -381,14 +415,15 @@ std::vector<float> upsample_2x(const std::vector<float>& x, int h, int w, const 
             }
             out[size_t(yy) * out_w + xx] = acc;
         }
+    });
     return out;
 }
 
 void residual3x3(const std::vector<float>& src, std::vector<float>& dst, const std::vector<float>& w,
-                 const std::vector<float>& b, int mo, int H, int W) {
+                 const std::vector<float>& b, int mo, int H, int W, int threads) {
     const size_t HW = size_t(H) * W;
     dst.assign(size_t(mo) * HW, 0.0f);
-    for (int y = 0; y < H; ++y)
+    parallel_for(H, threads, [&](int y) {
         for (int x = 0; x < W; ++x)
             for (int o = 0; o < mo; ++o) {
                 float acc = 0.0f;
@@ -401,6 +436,7 @@ void residual3x3(const std::vector<float>& src, std::vector<float>& dst, const s
                 size_t p = size_t(y) * W + x;
                 dst[size_t(o) * HW + p] = gelu(acc + b[o] + src[size_t(o) * HW + p]);
             }
+    });
 }
 
 }  // namespace
@@ -441,7 +477,7 @@ Tables Tables::from_npy_file(const std::string& path) {
     return from_weights(w.data(), w.size());
 }
 
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads) {
     auto t0 = Clock::now();
     if (size < 7) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
@@ -549,7 +585,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
     out.t_parse = seconds_since(t0);
 
     auto t1 = Clock::now();
-    decode_latents(substreams, nets, c, height, width, tables, out);
+    decode_latents(substreams, nets, c, height, width, tables, out, threads);
     out.t_entropy = seconds_since(t1);
 
     auto t2 = Clock::now();
@@ -560,7 +596,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
         std::vector<float> x(out.latents[l].begin(), out.latents[l].end());
         for (int level = l - 1; level >= 0; --level)
             x = upsample_2x(x, out.grid_shapes[level + 1].first, out.grid_shapes[level + 1].second, nets.ups, T,
-                            out.grid_shapes[level].first, out.grid_shapes[level].second);
+                            out.grid_shapes[level].first, out.grid_shapes[level].second, threads);
         std::copy(x.begin(), x.end(), up.begin() + size_t(l) * HW);
     }
     out.t_upsampling = seconds_since(t2);
@@ -569,7 +605,8 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
     const int mw = int(c.mod_width), mo = int(c.mod_out);
     const auto& M = nets.mod;
     std::vector<float> o0(size_t(mw) * HW), o1(size_t(mo) * HW), o2, o3;
-    for (size_t p = 0; p < HW; ++p) {
+    parallel_for(height, threads, [&](int row) {
+      for (size_t p = size_t(row) * width; p < size_t(row + 1) * width; ++p) {
         for (int o = 0; o < mw; ++o) {
             float acc = 0.0f;
             for (int ch = 0; ch < L; ++ch) acc += M[0][size_t(o) * L + ch] * up[size_t(ch) * HW + p];
@@ -580,17 +617,18 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
             for (int ch = 0; ch < mw; ++ch) acc += M[2][size_t(o) * mw + ch] * o0[size_t(ch) * HW + p];
             o1[size_t(o) * HW + p] = gelu(acc + M[3][o]);
         }
-    }
-    residual3x3(o1, o2, M[4], M[5], mo, height, width);
-    residual3x3(o2, o3, M[6], M[7], mo, height, width);
+      }
+    });
+    residual3x3(o1, o2, M[4], M[5], mo, height, width, threads);
+    residual3x3(o2, o3, M[6], M[7], mo, height, width, threads);
     out.t_modulation = seconds_since(t3);
 
     auto t4 = Clock::now();
     out.rgb.assign(HW * 3, 0);
     const float* mods[4] = {o3.data(), o2.data(), o1.data(), o0.data()};  // rewind order
     const int mod_ch[4] = {mo, mo, mo, mw};
-    std::vector<float> in(256), next(256);
-    for (int y = 0; y < height; ++y)
+    parallel_for(height, threads, [&](int y) {
+        std::vector<float> in(256), next(256);
         for (int x = 0; x < width; ++x) {
             const size_t p = size_t(y) * width + x;
             in[0] = width == 1 ? 0.0f : float(2 * x - (width - 1)) / float(width - 1);
@@ -615,6 +653,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables) {
                 out.rgb[p * 3 + ch] = uint8_t(std::floor(v * 255.0f + 0.5f));
             }
         }
+    });
     out.t_synthesis = seconds_since(t4);
     return out;
 }

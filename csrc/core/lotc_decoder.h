@@ -39,6 +39,7 @@ struct Decoded {
     double t_parse = 0, t_entropy = 0, t_upsampling = 0, t_modulation = 0, t_synthesis = 0;
 };
 
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables);
+// threads: substreams and row blocks decoded in parallel; any count gives identical output.
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1);
 
 }  // namespace lotc
