@@ -27,6 +27,21 @@ def _cpu_tables():
     return _cpu_module().make_tables(load_tables())
 
 
+def cpu_latents(data: bytes, threads: int | None = None) -> list | None:
+    """Entropy decoding only, in C++ (None when the module is not built). Same errors as decoding."""
+    module = _cpu_module()
+    if module is None:
+        return None
+    import numpy as np
+
+    from .config import FormatError
+    try:
+        _, latents, _ = module.decode(bytes(data), _cpu_tables(), threads or os.cpu_count() or 1, True)
+    except module.DecodeError as exc:
+        raise FormatError(str(exc)) from None
+    return [np.asarray(g, dtype=np.int64) for g in latents]
+
+
 def _cpu_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
     """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else.
     threads: substreams and row blocks in parallel (default: every core); output is identical."""
@@ -57,7 +72,7 @@ def _triton_decode(data: bytes, threads: int | None = None) -> "reference.Decode
     if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
         raise RuntimeError("the triton backend needs torch and triton: pip install 'lotterycodec[gpu]'")
     from ..kernels.decode import decode
-    return decode(data)
+    return decode(data, threads)
 
 
 BACKENDS: dict[str, Callable[[bytes], "reference.Decoded"]] = {

@@ -1,4 +1,5 @@
-"""The `triton` backend: entropy decoding on the CPU (sequential), everything after it on the GPU.
+"""The `triton` backend: entropy decoding on the CPU (the C++ core on every core when built, else the
+reference), everything after it on the GPU.
 
 Stages, named as in reference.py: parse -> decode_latents (CPU) -> upload -> weights (Philox on
 the device, masked) -> upsample -> modulate + synthesize (fused) -> 8-bit image.
@@ -11,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from ..decoder.backends import cpu_latents
 from ..decoder.entropy import decode_latents, decode_mask
 from ..decoder.format import read_bitstream, read_networks
 from ..decoder.reference import Decoded, FloatNetworks
@@ -32,7 +34,7 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def decode(data: bytes) -> Decoded:
+def decode(data: bytes, threads: int | None = None) -> Decoded:
     dev = device()
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -42,7 +44,9 @@ def decode(data: bytes) -> Decoded:
     fnets = FloatNetworks.from_quantized(nets, bs.cfg)
     t1 = time.perf_counter()
     times["parse"] = t1 - t0
-    latents = decode_latents(bs.latent_words, nets.arm, bs.cfg, bs.height, bs.width)
+    latents = cpu_latents(data, threads)
+    if latents is None:
+        latents = decode_latents(bs.latent_words, nets.arm, bs.cfg, bs.height, bs.width)
     t2 = time.perf_counter()
     times["entropy"] = t2 - t1
     grids = [torch.from_numpy(g.astype(np.float32)).to(dev) for g in latents]

@@ -477,7 +477,7 @@ Tables Tables::from_npy_file(const std::string& path) {
     return from_weights(w.data(), w.size());
 }
 
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads) {
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only) {
     auto t0 = Clock::now();
     if (size < 7) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
@@ -587,6 +587,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     auto t1 = Clock::now();
     decode_latents(substreams, nets, c, height, width, tables, out, threads);
     out.t_entropy = seconds_since(t1);
+    if (latents_only) return out;
 
     auto t2 = Clock::now();
     const int L = int(c.n_grids), T = int(c.ups_kernel_size / 2);

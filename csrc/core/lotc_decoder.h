@@ -40,6 +40,7 @@ struct Decoded {
 };
 
 // threads: substreams and row blocks decoded in parallel; any count gives identical output.
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1);
+// latents_only: stop after entropy decoding (for backends that run the rest elsewhere, e.g. a GPU).
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1, bool latents_only = false);
 
 }  // namespace lotc

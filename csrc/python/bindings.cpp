@@ -21,14 +21,14 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi));
         return out;
     });
-    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads) {
+    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only) {
         std::string buf = data;
         lotc::Decoded d;
         {
             py::gil_scoped_release release;
-            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads);
+            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads, latents_only);
         }
-        py::array_t<uint8_t> image({d.height, d.width, 3});
+        py::array_t<uint8_t> image(std::vector<py::ssize_t>{latents_only ? 0 : d.height, d.width, 3});
         std::copy(d.rgb.begin(), d.rgb.end(), image.mutable_data());
         py::list latents;
         for (size_t g = 0; g < d.latents.size(); ++g) {
@@ -43,5 +43,5 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         times["modulation"] = d.t_modulation;
         times["synthesis"] = d.t_synthesis;
         return py::make_tuple(image, latents, times);
-    }, py::arg("data"), py::arg("tables"), py::arg("threads") = 1);
+    }, py::arg("data"), py::arg("tables"), py::arg("threads") = 1, py::arg("latents_only") = false);
 }
