@@ -1,0 +1,155 @@
+"""GPU decode benchmark for the triton backend (prepared for a lent GPU; see gpu_session.sh).
+
+    python benchmarks/gpu_bench.py --files results/bench_kodim14/*.lotc --synthetic-4k --out gpu.json
+
+In order: (1) the Philox golden vectors through tl.randint on the device; (2) every file decoded
+by the triton backend against the reference (<= 1 level, identical latents); (3) timings after
+warm-up with CUDA events per stage (entropy on the CPU, upload, weights, upsampling, synthesis),
+total and Mpixel/s; (4) the baseline: the same synthesis (upsampling + modulation + masked MLP)
+in plain PyTorch eager on the same GPU, dense masked fp32 weights, one op per layer over all
+pixels (the trainer's decode-mode model), and torch.compile of it. A synthetic 4K file (real
+format, random content) is labelled synthetic everywhere. `--smoke` shrinks everything so the
+script can be checked on a CPU under TRITON_INTERPRET=1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.backends import cpu_latents
+from lotterycodec.decoder.config import ArchConfig
+from lotterycodec.decoder.entropy import decode_mask
+from lotterycodec.decoder.format import read_bitstream, read_networks
+from lotterycodec.decoder.philox import randint
+from lotterycodec.decoder.synthetic import synthetic_bitstream
+from lotterycodec.kernels.decode import decode as triton_decode
+from lotterycodec.kernels.decode import device
+from lotterycodec.kernels.philox import masked_weights, philox_words
+from lotterycodec.kernels.synthesis import modulate_and_synthesize
+from lotterycodec.kernels.upsample import upsample
+
+GOLDEN = [(0, 0, 0x6627E8D5), (12345, 1023, 0x19DC2EF9), (2**40 + 3, 777, 0x400FD64B), (-1, 0, 0x72A47709)]
+
+
+def timed(fn, dev, repeat: int, warmup: int) -> float:
+    """Median milliseconds of fn() (CUDA events on a GPU, wall clock otherwise)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def check_golden(dev) -> None:
+    for seed, offset, value in GOLDEN:
+        got = int(philox_words(seed, 0, offset + 1, dev).cpu().numpy().view(np.uint32)[offset])
+        assert got == value == int(randint(seed, np.array([offset], np.uint64))[0]), (seed, offset, hex(got))
+
+
+def eager_model(bs, nets, masks, dev):
+    """The trainer's decode-mode torch model holding this file's parameters and mask."""
+    from lotterycodec.trainer.model import LotteryModel
+    fnets = reference.FloatNetworks.from_quantized(nets, bs.cfg)
+    model = LotteryModel(bs.cfg, bs.height, bs.width, bs.seed).to(dev).eval()
+    with torch.no_grad():
+        model.ups_kernel.copy_(torch.from_numpy(fnets.ups_kernel))
+        for p, v in zip(model.mod, fnets.mod):
+            p.copy_(torch.from_numpy(v))
+        for s, m in zip(model.scores, masks):  # top-k of 0/1 scores is exactly the file's mask
+            s.copy_(torch.from_numpy(m.astype(np.float32)))
+    return model
+
+
+def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: bool) -> dict:
+    bs = read_bitstream(data)
+    nets = read_networks(bs.networks, bs.cfg)
+    masks = decode_mask(bs.mask_counts, bs.mask_words, bs.cfg.synth_in_out)
+    fnets = reference.FloatNetworks.from_quantized(nets, bs.cfg)
+    row = {"file": name, "width": bs.width, "height": bs.height, "synthetic": "synthetic" in name}
+    if check:
+        ref, got = reference.decode(data), triton_decode(data)
+        row["max_level_diff_vs_reference"] = int(np.abs(ref.image.astype(int) - got.image.astype(int)).max())
+        row["latents_identical"] = all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))
+    t0 = time.perf_counter()
+    latents = cpu_latents(data)
+    row["entropy_cpu_ms"] = 1000 * (time.perf_counter() - t0)
+    grids = [torch.from_numpy(g.astype(np.float32)) for g in latents]
+    kernel = torch.from_numpy(fnets.ups_kernel).to(dev)
+    row["upload_ms"] = timed(lambda: [g.to(dev) for g in grids], dev, repeat, warmup)
+    grids_dev = [g.to(dev) for g in grids]
+    row["weights_ms"] = timed(lambda: masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), dev, repeat, warmup)
+    weights = masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev)
+    row["upsampling_ms"] = timed(lambda: upsample(grids_dev, kernel), dev, repeat, warmup)
+    up = upsample(grids_dev, kernel)
+    row["synthesis_ms"] = timed(lambda: modulate_and_synthesize(up, fnets.mod, weights), dev, repeat, warmup)
+    gpu_ms = row["weights_ms"] + row["upsampling_ms"] + row["synthesis_ms"]
+    row["total_ms"] = row["entropy_cpu_ms"] + row["upload_ms"] + gpu_ms
+    pixels = bs.width * bs.height
+    row["synthesis_mpixel_per_s"] = pixels / (row["synthesis_ms"] / 1000) / 1e6
+    row["total_mpixel_per_s"] = pixels / (row["total_ms"] / 1000) / 1e6
+
+    model = eager_model(bs, nets, masks, dev)
+    q = [g.to(dev) for g in grids]
+
+    def eager():
+        with torch.no_grad():
+            return model.synthesize(model.modulate(model.upsample(q, per_phase=True)))
+    row["eager_upsampling_plus_synthesis_ms"] = timed(eager, dev, repeat, warmup)
+    row["fused_upsampling_plus_synthesis_ms"] = row["upsampling_ms"] + row["synthesis_ms"]
+    row["speedup_vs_eager"] = row["eager_upsampling_plus_synthesis_ms"] / row["fused_upsampling_plus_synthesis_ms"]
+    try:
+        compiled = torch.compile(eager)
+        row["compiled_upsampling_plus_synthesis_ms"] = timed(compiled, dev, repeat, warmup + 2)
+    except Exception as exc:  # reported, not hidden: compile support differs per machine
+        row["compiled_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--files", nargs="*", default=[])
+    p.add_argument("--synthetic-4k", action="store_true")
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with the reference decoder")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes, for a CPU run under TRITON_INTERPRET=1")
+    p.add_argument("--out", default="gpu_bench.json")
+    args = p.parse_args(argv)
+    dev = device()
+    check_golden(dev)
+    inputs = [(Path(f).name, Path(f).read_bytes()) for f in args.files]
+    if args.synthetic_4k:
+        w, h = (96, 54) if args.smoke else (3840, 2160)
+        cfg = ArchConfig(arm_context=16, arm_width=16)
+        inputs.append((f"synthetic_{w}x{h}", synthetic_bitstream(w, h, cfg, seed=4, latent_spread=1.0)))
+    rows = [bench_file(name, data, dev, args.repeat, args.warmup, check=not args.no_check and "synthetic" not in name)
+            for name, data in inputs]
+    report = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu (TRITON_INTERPRET)",
+              "torch": torch.__version__, "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeat": args.repeat, "warmup": args.warmup, "rows": rows}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
