@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import default_backend, get_backend
 from .imageio import load_image, psnr, save_image
 
 
@@ -15,6 +15,7 @@ def decode(source: str | Path | bytes, output: str | Path | None = None,
     """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary).
     threads: for the cpu backend (default: every core)."""
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    backend = default_backend() if backend == "auto" else backend
     t0 = time.perf_counter()
     decoded = get_backend(backend)(data, threads=threads)
     elapsed = time.perf_counter() - t0
@@ -54,6 +55,6 @@ def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *,
     summary["psnr"] = psnr(decoded, image)
     summary["bytes_breakdown"] = {**dec_summary["bytes_breakdown"], "network_bits": result.summary["network_bits"]}
     summary["times"]["decode_s"] = dec_summary["times"]["decode_s"]
-    summary["decode_backend"] = backend
+    summary["decode_backend"] = dec_summary["backend"]
     summary["output"] = str(output) if output is not None else None
     return summary
