@@ -7,10 +7,14 @@ import os
 import time
 from typing import Callable
 
-# Backends whose decode honours a thread count (the others ignore it).
-THREADED_BACKENDS = {"cpu"}
+import numpy as np
 
 from . import reference
+from .config import FormatError
+from .format import read_bitstream
+
+# Backends whose decode honours a thread count (the others ignore it).
+THREADED_BACKENDS = {"cpu"}
 
 
 def _cpu_module():
@@ -27,41 +31,34 @@ def _cpu_tables():
     return _cpu_module().make_tables(load_tables())
 
 
+def _run_cpu(module, data: bytes, threads: int | None, latents_only: bool):
+    """One call into the C++ core: threads resolved (default every core), its errors as FormatError."""
+    threads = threads or os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    try:
+        image, latents, times = module.decode(bytes(data), _cpu_tables(), threads, latents_only)
+    except module.DecodeError as exc:
+        raise FormatError(str(exc)) from None
+    return image, [np.asarray(g, dtype=np.int64) for g in latents], times
+
+
 def cpu_latents(data: bytes, threads: int | None = None) -> list | None:
     """Entropy decoding only, in C++ (None when the module is not built). Same errors as decoding."""
     module = _cpu_module()
-    if module is None:
-        return None
-    import numpy as np
-
-    from .config import FormatError
-    try:
-        _, latents, _ = module.decode(bytes(data), _cpu_tables(), threads or os.cpu_count() or 1, True)
-    except module.DecodeError as exc:
-        raise FormatError(str(exc)) from None
-    return [np.asarray(g, dtype=np.int64) for g in latents]
+    return None if module is None else _run_cpu(module, data, threads, True)[1]
 
 
 def _cpu_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
     """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else.
     threads: substreams and row blocks in parallel (default: every core); output is identical."""
-    import numpy as np
-
-    from .config import FormatError
-    from .format import read_bitstream
     module = _cpu_module()
     if module is None:
         raise RuntimeError("the cpu backend is not built: reinstall with a C++17 compiler (pip install -e .)")
     t0 = time.perf_counter()
-    try:
-        threads = threads or os.cpu_count() or 1
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        image, latents, times = module.decode(bytes(data), _cpu_tables(), threads)
-    except module.DecodeError as exc:
-        raise FormatError(str(exc)) from None
+    image, latents, times = _run_cpu(module, data, threads, False)
     times["total"] = time.perf_counter() - t0
-    return reference.Decoded(image, [np.asarray(g, dtype=np.int64) for g in latents], read_bitstream(data), times)
+    return reference.Decoded(image, latents, read_bitstream(data), times)
 
 
 def _reference_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":

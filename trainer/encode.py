@@ -15,7 +15,7 @@ from ..decoder.format import write_bitstream, write_networks
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
 from .presets import get_preset
-from .quantize import quantize_model
+from .quantize import integer_masks, quantize_model
 from .train import train
 
 
@@ -33,12 +33,7 @@ class EncodeResult:
         """The same file with the mask re-thresholded from the same trained scores: same latents
         and networks, only the synthesis (and its MACs) changes. For complexity sweeps."""
         cfg = self.cfg.replace(kept_weights=kept_weights_for(self.cfg, kept_ratio)).validate()
-        scores = torch.cat([s.detach().reshape(-1) for s in self.model.scores]).cpu()
-        keep = torch.zeros_like(scores, dtype=torch.bool)
-        keep[torch.topk(scores, cfg.kept_weights).indices] = True
-        masks = [m.reshape(s.shape).numpy() for m, s in
-                 zip(torch.split(keep, [s.numel() for s in self.model.scores]), self.model.scores)]
-        counts, mask_words = encode_mask(masks)
+        counts, mask_words = encode_mask(integer_masks(self.model, cfg.kept_weights))
         return write_bitstream(self.model.width, self.model.height, self.model.seed, cfg, self.net_bytes,
                                counts, mask_words, self.latent_words)
 

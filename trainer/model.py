@@ -186,12 +186,13 @@ class LotteryModel(nn.Module):
         o3 = res3x3(o2, w3, b3)
         return [o0, o1, o2, o3]
 
-    def masks(self) -> list[torch.Tensor]:
-        """Global top-k over all scores; straight-through gradient to the scores."""
+    def masks(self, kept: int | None = None) -> list[torch.Tensor]:
+        """Global top-k (kept, default the config's) over all scores; straight-through gradient."""
+        kept = self.cfg.kept_weights if kept is None else kept
         flat = torch.cat([s.reshape(-1) for s in self.scores])
         keep = torch.zeros_like(flat)
-        if self.cfg.kept_weights:
-            keep[torch.topk(flat.detach(), self.cfg.kept_weights).indices] = 1.0
+        if kept:
+            keep[torch.topk(flat.detach(), kept).indices] = 1.0
         keep = keep + flat - flat.detach()
         return [k.reshape(s.shape) for k, s in zip(torch.split(keep, [s.numel() for s in self.scores]),
                                                     self.scores)]

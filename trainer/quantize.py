@@ -24,9 +24,9 @@ def integer_latents(model: LotteryModel) -> list[np.ndarray]:
         return [q.cpu().numpy().astype(np.int64) for q in model.quantized_latents("hard")]
 
 
-def integer_masks(model: LotteryModel) -> list[np.ndarray]:
+def integer_masks(model: LotteryModel, kept: int | None = None) -> list[np.ndarray]:
     with torch.no_grad():
-        return [m.detach().cpu().numpy() > 0.5 for m in model.masks()]
+        return [m.detach().cpu().numpy() > 0.5 for m in model.masks(kept)]
 
 
 def _quantize_arm(model: LotteryModel, frac: int) -> IntArm:
