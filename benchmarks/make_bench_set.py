@@ -3,7 +3,8 @@ variants by re-thresholding the same trained mask scores (same latents and netwo
 the synthesis and its MACs change).
 
     python benchmarks/make_bench_set.py ../shared/data/kodak --lmbda 1e-3 --preset cpu \
-        --kept-ratios 0.3,0.5,0.7,0.9 --out bench_set [--steps N] [--crop N] [--images a,b]
+        --kept-ratios 0.3,0.5,0.7,0.9 --out bench_set [--steps N] [--crop N] [--images a,b] \
+        [--arch FIELD=INT ...]
 
 Writes OUT/<image>_k<ratio>.lotc and OUT/settings.json (every setting, per-file bpp and PSNR of
 the trained ratio). Then: lotterycodec bench OUT/*.lotc --plot latency.png --tsv latency.tsv
@@ -33,12 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--kept-ratios", default="0.3,0.5,0.7,0.9")
     p.add_argument("--crop", type=int, default=0, help="centre crop size (0: whole image)")
     p.add_argument("--images", default="", help="comma list of names (default: every PNG)")
+    p.add_argument("--arch", nargs="*", default=[], metavar="FIELD=INT",
+                   help="architecture fields overriding the preset's (e.g. arm_context=8)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.images.split(",") if args.images else sorted(x.stem for x in Path(args.dataset).glob("*.png"))
     ratios = [float(r) for r in args.kept_ratios.split(",")]
+    arch = {k: int(v) for k, v in (item.split("=", 1) for item in args.arch)}
     files = []
     for name in names:
         image = load_image(Path(args.dataset) / f"{name}.png")
@@ -47,7 +51,7 @@ def main(argv=None) -> int:
             t, l = (h - args.crop) // 2, (w - args.crop) // 2
             image = np.ascontiguousarray(image[t:t + args.crop, l:l + args.crop])
         result = encode_array(image, lmbda=args.lmbda, kept_ratio=args.train_kept_ratio, preset=args.preset,
-                              steps=args.steps, progress=False)
+                              steps=args.steps, arch=arch, progress=False)
         for ratio in ratios:
             data = result.data if ratio == args.train_kept_ratio else result.with_kept_ratio(ratio)
             path = out / f"{name}_k{ratio:g}.lotc"
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
             print(json.dumps(files[-1]), flush=True)
     settings = {"command": " ".join(["make_bench_set.py"] + (argv or sys.argv[1:])),
                 "date": time.strftime("%Y-%m-%d %H:%M:%S"), "lmbda": args.lmbda, "preset": args.preset,
-                "steps": args.steps, "train_kept_ratio": args.train_kept_ratio, "kept_ratios": ratios,
+                "steps": args.steps, "arch": arch, "train_kept_ratio": args.train_kept_ratio, "kept_ratios": ratios,
                 "crop": args.crop, "files": files}
     (out / "settings.json").write_text(json.dumps(settings, indent=1))
     return 0

@@ -14,7 +14,7 @@ from .config import FormatError
 from .format import read_bitstream
 
 # Backends whose decode honours a thread count (the others ignore it).
-THREADED_BACKENDS = {"cpu"}
+THREADED_BACKENDS = {"cpu", "cpu-scalar"}
 
 
 def _cpu_module():
@@ -31,16 +31,16 @@ def _cpu_tables():
     return _cpu_module().make_tables(load_tables())
 
 
-def _run_cpu(module, data: bytes, threads: int | None, latents_only: bool):
+def _run_cpu(module, data: bytes, threads: int | None, latents_only: bool, scalar: bool = False):
     """One call into the C++ core: threads resolved (default every core), its errors as FormatError."""
     threads = threads or os.cpu_count() or 1
     if threads < 1:
         raise ValueError("threads must be at least 1")
     try:
-        image, latents, times = module.decode(bytes(data), _cpu_tables(), threads, latents_only)
+        image, latents, times, kernels = module.decode(bytes(data), _cpu_tables(), threads, latents_only, scalar)
     except module.DecodeError as exc:
         raise FormatError(str(exc)) from None
-    return image, [np.asarray(g, dtype=np.int64) for g in latents], times
+    return image, [np.asarray(g, dtype=np.int64) for g in latents], times, kernels
 
 
 def cpu_latents(data: bytes, threads: int | None = None) -> list | None:
@@ -49,16 +49,27 @@ def cpu_latents(data: bytes, threads: int | None = None) -> list | None:
     return None if module is None else _run_cpu(module, data, threads, True)[1]
 
 
-def _cpu_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
+def cpu_kernels(scalar: bool = False) -> str | None:
+    """The C++ kernel table this CPU runs (avx2, neon or scalar); None when the module is not built."""
+    module = _cpu_module()
+    return None if module is None else module.kernels(scalar)
+
+
+def _cpu_decode(data: bytes, threads: int | None = None, scalar: bool = False) -> "reference.Decoded":
     """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else.
-    threads: substreams and row blocks in parallel (default: every core); output is identical."""
+    threads: substreams and row bands in parallel (default: every core); output is identical.
+    scalar: the always-built scalar kernels instead of the CPU's SIMD ones."""
     module = _cpu_module()
     if module is None:
         raise RuntimeError("the cpu backend is not built: reinstall with a C++17 compiler (pip install -e .)")
     t0 = time.perf_counter()
-    image, latents, times = _run_cpu(module, data, threads, False)
+    image, latents, times, _ = _run_cpu(module, data, threads, False, scalar)
     times["total"] = time.perf_counter() - t0
     return reference.Decoded(image, latents, read_bitstream(data), times)
+
+
+def _cpu_scalar_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
+    return _cpu_decode(data, threads, scalar=True)
 
 
 def _reference_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
@@ -74,6 +85,7 @@ def _triton_decode(data: bytes, threads: int | None = None) -> "reference.Decode
 
 BACKENDS: dict[str, Callable[[bytes], "reference.Decoded"]] = {
     "cpu": _cpu_decode,
+    "cpu-scalar": _cpu_scalar_decode,
     "reference": _reference_decode,
     "triton": _triton_decode,
 }
@@ -90,7 +102,7 @@ def _triton_usable() -> bool:
 
 def available_backends() -> list[str]:
     """Backends that can run here, fastest first."""
-    return (["triton"] if _triton_usable() else []) + (["cpu"] if _cpu_module() else []) + ["reference"]
+    return (["triton"] if _triton_usable() else []) + (["cpu", "cpu-scalar"] if _cpu_module() else []) + ["reference"]
 
 
 def default_backend() -> str:

@@ -18,14 +18,25 @@ from lotterycodec.decoder.synthetic import synthetic_bitstream
 
 cpu_module = pytest.importorskip("lotterycodec.decoder._lotc_cpu")
 cpu = get_backend("cpu")
+cpu_scalar = get_backend("cpu-scalar")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _same(data: bytes):
-    ref, got = reference.decode(data), cpu(data)
-    assert all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))  # latents: exactly
-    assert np.abs(ref.image.astype(int) - got.image.astype(int)).max() <= 1  # image: one level
+    """SIMD and forced-scalar kernels each against the reference: latents exactly, image to one level."""
+    ref = reference.decode(data)
+    for decode in (cpu, cpu_scalar):
+        got = decode(data)
+        assert all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))
+        assert np.abs(ref.image.astype(int) - got.image.astype(int)).max() <= 1
     return got
+
+
+def test_kernel_tables():
+    assert cpu_module.kernels(True) == "scalar"
+    assert cpu_module.kernels() in {"avx2", "neon", "scalar"}
+    if os.uname().machine == "x86_64" and "avx2" in Path("/proc/cpuinfo").read_text():
+        assert cpu_module.kernels() == "avx2"
 
 
 def test_config_fields_are_the_python_ones():
@@ -121,6 +132,59 @@ def test_executable_hostile_input(executable, small_file, tmp_path):
         assert out.stderr.startswith("lotterycodec-dec: error:") and out.stderr.count("\n") == 1
 
 
+def _run_executable(command, data: bytes, tmp_path, *flags):
+    """Decodes data with a built executable; returns (process, image or None, latents or None)."""
+    src, ppm, lat = tmp_path / "in.lotc", tmp_path / "out.ppm", tmp_path / "out.lat"
+    src.write_bytes(data)
+    ppm.unlink(missing_ok=True)
+    out = subprocess.run([*command, str(src), str(ppm), "--latents", str(lat), *flags], capture_output=True, text=True)
+    if out.returncode:
+        return out, None, None
+    raw = ppm.read_bytes()
+    _, size, _, pixels = raw.split(b"\n", 3)
+    width, height = map(int, size.split())
+    image = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)
+    return out, image, np.frombuffer(lat.read_bytes(), "<i4")
+
+
+@pytest.fixture(scope="module")
+def aarch64_command(tmp_path_factory):
+    """The executable cross-compiled for aarch64 (NEON kernels), run under qemu-user."""
+    tools = [shutil.which(t) for t in ("cmake", "aarch64-linux-gnu-g++", "qemu-aarch64")]
+    if not all(tools):
+        if os.environ.get("LOTC_REQUIRE_AARCH64") == "1":  # CI installs both and must not skip
+            pytest.fail("LOTC_REQUIRE_AARCH64=1 but g++-aarch64-linux-gnu or qemu-user is missing")
+        pytest.skip("needs Debian's g++-aarch64-linux-gnu and qemu-user")
+    build = tmp_path_factory.mktemp("arm64")
+    subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                    f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'csrc/cmake/aarch64-linux-gnu.cmake'}"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    return [tools[2], str(build / "lotterycodec-dec")]
+
+
+def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path):
+    """NEON and forced-scalar kernels on aarch64: latents identical to the reference, image to one level,
+    any thread count the same bytes; hostile input a clean error."""
+    odd = synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
+                                                 kept_weights=900))
+    for data in (trained.data, odd):
+        ref = reference.decode(data)
+        want_latents = np.concatenate([g.ravel() for g in ref.latents])
+        images = []
+        for flags, kernels in ((["--threads", "1"], "neon"), (["--threads", "3"], "neon"), (["--scalar"], "scalar")):
+            out, image, latents = _run_executable(aarch64_command, data, tmp_path, "--time", *flags)
+            assert out.returncode == 0, out.stderr
+            assert f"kernels {kernels}" in out.stdout
+            assert np.array_equal(latents, want_latents)
+            assert np.abs(image.astype(int) - ref.image.astype(int)).max() <= 1
+            images.append(image)
+        assert np.array_equal(images[0], images[1])
+    for bad in (small_file[:40], small_file[:-1], b"LOTC\x02" + small_file[5:]):
+        out, _, _ = _run_executable(aarch64_command, bad, tmp_path)
+        assert out.returncode == 1 and out.stderr.startswith("lotterycodec-dec: error:")
+
+
 def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
     """The core built with ASan + UBSan decodes valid files and rejects every hostile one cleanly."""
     if shutil.which("cmake") is None:
@@ -143,10 +207,15 @@ def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
             bad[int(j)] = int(rng.integers(0, 256))
         corpus.append((_reseal(bad), None))
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
-    for k, (data, want) in enumerate(corpus):
+    odd = synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
+                                                 kept_weights=900))
+    runs = [(data, want, []) for data, want in corpus]  # the CPU's SIMD kernels, every core
+    runs += [(data, 0, flags) for data in (trained.data, odd) for flags in (["--scalar"], ["--threads", "3"])]
+    for k, (data, want, flags) in enumerate(runs):
         src = tmp_path / f"c{k}.lotc"
         src.write_bytes(data)
-        out = subprocess.run([str(exe), str(src), str(tmp_path / "o.ppm")], capture_output=True, text=True, env=env)
+        out = subprocess.run([str(exe), str(src), str(tmp_path / "o.ppm"), *flags], capture_output=True, text=True,
+                             env=env)
         assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr[:400]
         assert out.returncode in ((0, 1) if want is None else (want,)), (k, out.stderr)
 
@@ -155,10 +224,11 @@ def test_any_thread_count_gives_identical_output(trained):
     data = synthetic_bitstream(40, 37, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
                                                   kept_weights=900))
     for d in (data, trained.data):
-        one = cpu(d, threads=1)
-        for t in (2, 3, 8):
-            other = cpu(d, threads=t)
-            assert np.array_equal(one.image, other.image)
-            assert all(np.array_equal(a, b) for a, b in zip(one.latents, other.latents))
+        for decode in (cpu, cpu_scalar):
+            one = decode(d, threads=1)
+            for t in (2, 3, 8):
+                other = decode(d, threads=t)
+                assert np.array_equal(one.image, other.image)
+                assert all(np.array_equal(a, b) for a, b in zip(one.latents, other.latents))
     with pytest.raises(ValueError):
         cpu(data, threads=-1)

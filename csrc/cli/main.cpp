@@ -1,7 +1,9 @@
-// lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--tables PATH]: no Python at build or run time.
+// lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--scalar] [--tables P] [--latents P]: no
+// Python at build or run time.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -15,38 +17,67 @@
 #define LOTC_DEFAULT_TABLES "laplace_tables.npy"
 #endif
 
+namespace {
+const char* kUsage =
+    "usage: lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--scalar] [--tables PATH]\n"
+    "  --threads N  decode on N threads (default: every core); the output is identical for any N\n"
+    "  --time       print per-stage seconds (parse, entropy, ups, mod, syn; all = file read to image)\n"
+    "  --scalar     use the scalar kernels even where AVX2/NEON is available\n"
+    "  --tables P   the frequency tables (.npy) if not at the built-in path\n"
+    "  --latents P  also write the decoded latents to P (int32 little-endian, grid after grid)\n";
+}
+
 int main(int argc, char** argv) {
-    std::string in, out, tables_path = LOTC_DEFAULT_TABLES;
-    bool timing = false;
+    std::string in, out, latents_path, tables_path = LOTC_DEFAULT_TABLES;
+    bool timing = false, scalar = false;
     int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--time")) timing = true;
+        else if (!std::strcmp(argv[i], "--scalar")) scalar = true;
+        else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) { std::printf("%s", kUsage); return 0; }
         else if (!std::strcmp(argv[i], "--tables") && i + 1 < argc) tables_path = argv[++i];
-        else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--latents") && i + 1 < argc) latents_path = argv[++i];
+        else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char* end = nullptr;
+            long n = std::strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 1024) { std::fprintf(stderr, "lotterycodec-dec: --threads takes 1..1024\n"); return 2; }
+            threads = int(n);
+        }
         else if (in.empty()) in = argv[i];
         else if (out.empty()) out = argv[i];
-        else { std::fprintf(stderr, "lotterycodec-dec: unexpected argument %s\n", argv[i]); return 2; }
+        else { std::fprintf(stderr, "lotterycodec-dec: unexpected argument %s\n%s", argv[i], kUsage); return 2; }
     }
     if (in.empty() || out.empty()) {
-        std::fprintf(stderr, "usage: lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--tables PATH]\n");
+        std::fprintf(stderr, "%s", kUsage);
         return 2;
     }
     try {
-        auto t0 = std::chrono::steady_clock::now();
         lotc::Tables tables = lotc::Tables::from_npy_file(tables_path);
+        // Timed scope as Cool-chic's `all`: from reading the file to the image in memory.
+        auto t0 = std::chrono::steady_clock::now();
         std::ifstream f(in, std::ios::binary);
         if (!f) throw std::runtime_error("cannot open " + in);
         std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        if (threads < 1) throw std::runtime_error("--threads must be at least 1");
-        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads);
+        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads, false, scalar);
         double all = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::ofstream o(out, std::ios::binary);
         o << "P6\n" << d.width << " " << d.height << "\n255\n";
         o.write(reinterpret_cast<const char*>(d.rgb.data()), std::streamsize(d.rgb.size()));
         if (!o) throw std::runtime_error("cannot write " + out);
+        if (!latents_path.empty()) {
+            std::ofstream lf(latents_path, std::ios::binary);
+            for (const auto& grid : d.latents)
+                for (int32_t v : grid) {
+                    const uint32_t u = uint32_t(v);
+                    const char bytes[4] = {char(u), char(u >> 8), char(u >> 16), char(u >> 24)};
+                    lf.write(bytes, 4);
+                }
+            if (!lf) throw std::runtime_error("cannot write " + latents_path);
+        }
         if (timing)
-            std::printf("time: parse %.6f entropy %.6f ups %.6f mod %.6f syn %.6f all %.6f\n", d.t_parse,
-                        d.t_entropy, d.t_upsampling, d.t_modulation, d.t_synthesis, all);
+            std::printf("time: parse %.6f entropy %.6f ups %.6f mod %.6f syn %.6f all %.6f (kernels %s, threads %d)\n",
+                        d.t_parse, d.t_entropy, d.t_upsampling, d.t_modulation, d.t_synthesis, all, d.kernels,
+                        threads);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "lotterycodec-dec: error: %s\n", e.what());
         return 1;

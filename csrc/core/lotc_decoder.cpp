@@ -1,6 +1,8 @@
-// Scalar, single-threaded reference port of decoder/reference.py (docs/FORMAT.md). Every size is
-// checked against the bytes present before anything is allocated; errors throw DecodeError.
+// Port of decoder/reference.py (docs/FORMAT.md). Every size is checked against the bytes present
+// before anything is allocated; errors throw DecodeError. The hot loops live in the kernel tables
+// (lotc_kernels.h); this file parses, plans and runs the stages over row bands.
 #include "lotc_decoder.h"
+#include "lotc_kernels.h"
 
 #include <algorithm>
 #include <array>
@@ -169,6 +171,7 @@ struct Networks {
     std::vector<LayerShape> arm_shape;
     std::vector<float> ups;                           // (2, 2, T, T)
     std::vector<std::vector<float>> mod;              // w0 b0 w1 b1 w2 b2 w3 b3
+    std::vector<ArmLayer> arm;                        // the ARM as the kernels run it
 };
 
 std::vector<int64_t> read_tensor(BitReader& br, size_t n, int64_t limit, const char* module) {
@@ -220,6 +223,22 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
         if (worst > INT32_MAX) fail("ARM parameters could overflow a 32-bit accumulator");
         bound = worst >> c.arm_frac_bits;
     }
+    // Proven above: every product and partial sum fits in int32, so the kernels use int32 lanes.
+    const int32_t half = int32_t(1) << (c.arm_frac_bits - 1);
+    for (size_t l = 0; l < n.arm_w.size(); ++l) {
+        ArmLayer a;
+        a.fan_in = n.arm_shape[l].fan_in;
+        a.fan_out = n.arm_shape[l].fan_out;
+        a.padded_out = (a.fan_out + kArmLanes - 1) / kArmLanes * kArmLanes;
+        a.weight_t.assign(size_t(a.fan_in) * a.padded_out, 0);
+        a.bias.assign(size_t(a.padded_out), 0);
+        for (int o = 0; o < a.fan_out; ++o) {
+            a.bias[o] = int32_t(n.arm_b[l][o] * (int64_t(1) << kActFrac)) + half;
+            for (int i = 0; i < a.fan_in; ++i)
+                a.weight_t[size_t(i) * a.padded_out + o] = int32_t(n.arm_w[l][size_t(o) * a.fan_in + i]);
+        }
+        n.arm.push_back(std::move(a));
+    }
     return n;
 }
 
@@ -240,7 +259,13 @@ struct RangeDecoder {
         uint64_t scale = range >> kPrecision;
         uint64_t quantile = (point - lower) / scale;
         if (quantile >= (uint64_t(1) << kPrecision)) fail("corrupt entropy-coded data (invalid quantile)");
-        int s = int(std::upper_bound(cum, cum + symbols + 1, uint32_t(quantile)) - cum) - 1;
+        // Largest s with cum[s] <= quantile; cum[symbols] = 2^24 > quantile bounds it. Branch-free
+        // binary search: the symbol is data-dependent, so branches would mispredict.
+        int s = 0;
+        for (int step = 128; step > 0; step >>= 1) {
+            int probe = s + step;
+            s = (probe <= symbols && cum[probe] <= uint32_t(quantile)) ? probe : s;
+        }
         lower += scale * cum[s];
         range = scale * (uint64_t(cum[s + 1]) - cum[s]);
         if (range < (uint64_t(1) << 32)) {
@@ -286,55 +311,43 @@ std::vector<std::pair<int, int>> context_offsets() {
     return c;
 }
 
-void arm_forward(const Networks& n, const Config& c, std::vector<int64_t>& x, std::vector<int64_t>& y,
-                 int64_t& mu, int64_t& ls) {
-    const int64_t half = int64_t(1) << (c.arm_frac_bits - 1);
-    const size_t last = n.arm_w.size() - 1;
-    for (size_t l = 0; l < n.arm_w.size(); ++l) {
-        const LayerShape s = n.arm_shape[l];
-        y.assign(size_t(s.fan_out), 0);
-        for (int o = 0; o < s.fan_out; ++o) {
-            int64_t acc = n.arm_b[l][o] * (int64_t(1) << kActFrac) + half;  // no shifts of negatives (UB)
-            const int64_t* w = &n.arm_w[l][size_t(o) * s.fan_in];
-            for (int i = 0; i < s.fan_in; ++i) acc += w[i] * x[i];
-            int64_t v = acc >> c.arm_frac_bits;
-            y[o] = (l < last && v < 0) ? 0 : v;
-        }
-        std::swap(x, y);
-    }
-    mu = x[0];
-    ls = x[1];
-}
-
 void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
-                    int height, int width, const Tables& tables, Decoded& out, int threads) {
+                    int height, int width, const Tables& tables, Decoded& out, int threads, const Kernels& kernels) {
     auto plan = substream_plan(c, height, width);
     if (plan.size() != substreams.size()) fail("latent substream count does not match the configuration");
     out.grid_shapes = grid_shapes(c, height, width);
     out.latents.clear();
     for (auto [h, w] : out.grid_shapes) out.latents.emplace_back(size_t(h) * w, 0);
-    auto offsets = context_offsets();
-    const int A = int(c.latent_bound), C = int(c.arm_context);
+    const auto offsets = context_offsets();
+    const int A = int(c.latent_bound), C = int(c.arm_context), frac = int(c.arm_frac_bits);
     for (size_t s = 0; s < plan.size(); ++s) {  // all sizes checked before any decoding starts
         int64_t symbols = 0;
         for (const Unit& u : plan[s]) symbols += int64_t(u.row1 - u.row0) * out.grid_shapes[u.grid].second;
         if (symbols > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
             fail("latent substream: more symbols than its bytes can hold");
     }
+    size_t widest = size_t(std::max(C, 2));
+    for (const ArmLayer& a : n.arm) widest = std::max(widest, size_t(a.padded_out));
     parallel_for(int(plan.size()), threads, [&](int s) {
-        std::vector<int64_t> x, y;
+        std::vector<int32_t> x_buf(widest), y_buf(widest);
+        std::vector<ptrdiff_t> context(static_cast<size_t>(C));
         RangeDecoder dec(substreams[s].data(), substreams[s].size());
         for (const Unit& u : plan[s]) {
             const int w = out.grid_shapes[u.grid].second, h = u.row1 - u.row0, pitch = w + 8;
-            std::vector<int64_t> buf(size_t(h + 4) * pitch, 0);
+            for (int k = 0; k < C; ++k) context[k] = ptrdiff_t(offsets[k].first) * pitch + offsets[k].second;
+            // Values held as ARM inputs (latent * 2^ACT_FRAC); a zero border stands for "outside".
+            std::vector<int32_t> buf(size_t(h + 4) * pitch, 0);
             for (int yy = 0; yy < h; ++yy)
                 for (int xx = 0; xx < w; ++xx) {
-                    const size_t pos = size_t(yy + 4) * pitch + xx + 4;
-                    x.resize(size_t(C));
-                    for (int k = 0; k < C; ++k)
-                        x[k] = buf[pos - size_t(offsets[k].first) * pitch - offsets[k].second] * (int64_t(1) << kActFrac);
-                    int64_t mu, ls;
-                    arm_forward(n, c, x, y, mu, ls);
+                    const ptrdiff_t pos = ptrdiff_t(yy + 4) * pitch + xx + 4;
+                    int32_t* x = x_buf.data();
+                    int32_t* y = y_buf.data();
+                    for (int k = 0; k < C; ++k) x[k] = buf[size_t(pos - context[k])];
+                    for (size_t l = 0; l < n.arm.size(); ++l) {
+                        kernels.arm_layer(x, n.arm[l], frac, l + 1 < n.arm.size(), y);
+                        std::swap(x, y);
+                    }
+                    const int64_t mu = x[0], ls = x[1];
                     int64_t mu8 = std::clamp<int64_t>((mu + 16) >> 5, -int64_t(kMuSteps) * A, int64_t(kMuSteps) * A - 1);
                     int64_t m = mu8 >> 3, f = mu8 & (kMuSteps - 1);
                     int64_t si = std::clamp<int64_t>(
@@ -343,12 +356,12 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
                     const uint32_t* cum = &tables.cum[size_t(f * kScales + si) * 256];
                     int64_t v = m + dec.decode(cum, kSymbols) - kResidualMax;
                     if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
-                    buf[pos] = v;
+                    buf[size_t(pos)] = int32_t(v) * (1 << kActFrac);
                 }
             auto& grid = out.latents[u.grid];
             for (int yy = 0; yy < h; ++yy)
                 for (int xx = 0; xx < w; ++xx)
-                    grid[size_t(u.row0 + yy) * w + xx] = int32_t(buf[size_t(yy + 4) * pitch + xx + 4]);
+                    grid[size_t(u.row0 + yy) * w + xx] = buf[size_t(yy + 4) * pitch + xx + 4] / (1 << kActFrac);
         }
     });
 }
@@ -396,48 +409,233 @@ uint32_t philox_word0(uint64_t seed, uint64_t offset) {
 
 // ------------------------------------------------------------------------------ float stages
 
-float tanh_f(float x) { return 1.0f - 2.0f / (std::exp(2.0f * x) + 1.0f); }
-float gelu(float x) { return 0.5f * x * (1.0f + tanh_f(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
+// The float side of the decoder as kernel-ready layers, built once per image.
+struct FloatModel {
+    int width = 0, height = 0, grids = 0, taps = 0, mod_width = 0, mod_out = 0;
+    SparseLayer ups[2][2];     // per output phase (row, column): T x T taps, inputs p * T + q
+    SparseLayer mod0, mod1;    // 1x1 convs: grids -> mod_width -> mod_out
+    SparseLayer res2, res3;    // 3x3 residual convs: inputs (ci * 3 + ky) * 3 + kx, then 9 mo + o (the skip)
+    SparseLayer synth[4];      // kept weights; inputs [h | o3 | o2 | o1 | o0]
+};
 
-std::vector<float> upsample_2x(const std::vector<float>& x, int h, int w, const std::vector<float>& k, int T,
-                               int out_h, int out_w, int threads) {
-    std::vector<float> out(size_t(out_h) * out_w);
-    parallel_for(out_h, threads, [&](int yy) {
-        for (int xx = 0; xx < out_w; ++xx) {
-            int a = yy & 1, b = xx & 1, i = yy >> 1, j = xx >> 1;
-            float acc = 0.0f;
-            for (int p = 0; p < T; ++p) {
-                int r = std::clamp(i + a - T / 2 + p, 0, h - 1);
-                for (int q = 0; q < T; ++q) {
-                    int cc = std::clamp(j + b - T / 2 + q, 0, w - 1);
-                    acc += k[size_t(((a * 2 + b) * T + p) * T + q)] * x[size_t(r) * w + cc];
-                }
-            }
-            out[size_t(yy) * out_w + xx] = acc;
+SparseLayer dense_layer(int fan_out, int fan_in, const float* weight, const float* bias) {
+    SparseLayer layer;
+    layer.fan_out = fan_out;
+    layer.start.push_back(0);
+    for (int o = 0; o < fan_out; ++o) {
+        for (int i = 0; i < fan_in; ++i) {
+            layer.index.push_back(uint16_t(i));
+            layer.value.push_back(weight[size_t(o) * fan_in + i]);
         }
-    });
-    return out;
+        layer.start.push_back(uint32_t(layer.index.size()));
+    }
+    layer.bias = bias ? std::vector<float>(bias, bias + fan_out) : std::vector<float>(size_t(fan_out), 0.0f);
+    return layer;
 }
 
-void residual3x3(const std::vector<float>& src, std::vector<float>& dst, const std::vector<float>& w,
-                 const std::vector<float>& b, int mo, int H, int W, int threads) {
-    const size_t HW = size_t(H) * W;
-    dst.assign(size_t(mo) * HW, 0.0f);
-    parallel_for(H, threads, [&](int y) {
-        for (int x = 0; x < W; ++x)
-            for (int o = 0; o < mo; ++o) {
-                float acc = 0.0f;
-                for (int ky = 0; ky < 3; ++ky)
-                    for (int kx = 0; kx < 3; ++kx) {
-                        size_t p = size_t(std::clamp(y + ky - 1, 0, H - 1)) * W + std::clamp(x + kx - 1, 0, W - 1);
-                        for (int ci = 0; ci < mo; ++ci)
-                            acc += w[((size_t(o) * mo + ci) * 3 + ky) * 3 + kx] * src[size_t(ci) * HW + p];
-                    }
-                size_t p = size_t(y) * W + x;
-                dst[size_t(o) * HW + p] = gelu(acc + b[o] + src[size_t(o) * HW + p]);
-            }
-    });
+// The 3x3 conv's taps, then the skip: output o adds its own input channel (entry 9 mo + o) once.
+SparseLayer residual_layer(int mo, const std::vector<float>& weight, const std::vector<float>& bias) {
+    SparseLayer layer;
+    layer.fan_out = mo;
+    layer.bias = bias;
+    layer.start.push_back(0);
+    for (int o = 0; o < mo; ++o) {
+        for (int i = 0; i < 9 * mo; ++i) {
+            layer.index.push_back(uint16_t(i));
+            layer.value.push_back(weight[size_t(o) * 9 * mo + i]);
+        }
+        layer.index.push_back(uint16_t(9 * mo + o));
+        layer.value.push_back(1.0f);
+        layer.start.push_back(uint32_t(layer.index.size()));
+    }
+    return layer;
 }
+
+// Row stride of every float row buffer: a replicated column each side (3x3 halo) and kChunk floats
+// of slack for whole-vector kernels. Pixel x of a row lives at row + 1 + x.
+int row_stride(int width) { return (width + 2 + 7) / 8 * 8 + kChunk; }
+
+void pad_row(float* row, int width) {
+    row[0] = row[1];
+    row[width + 1] = row[width];
+}
+
+// Output row y (out_w values at out[0..]) of the 2x transposed conv of src (h x w). The source
+// rows it reads are copied with T replicated columns each side, so every tap is a plain offset.
+struct UpsampleScratch {
+    std::vector<float> padded, phase;
+};
+
+void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, int out_w, float* out,
+                  UpsampleScratch& scratch, const Kernels& kernels) {
+    const int T = m.taps, P = T, a = y & 1, i = y >> 1;
+    const size_t stride = size_t(w + 2 * P + kChunk);
+    scratch.padded.resize(stride * T);
+    scratch.phase.resize(size_t(out_w / 2 + 1 + kChunk));
+    for (int p = 0; p < T; ++p) {
+        const float* r = src + size_t(std::clamp(i + a - T / 2 + p, 0, h - 1)) * w;
+        float* dst = scratch.padded.data() + size_t(p) * stride;
+        for (int c = -P; c < w + P; ++c) dst[c + P] = r[std::clamp(c, 0, w - 1)];
+    }
+    const float* taps[144];
+    for (int b = 0; b < 2; ++b) {
+        const int count = (out_w - b + 1) / 2;  // outputs of this column phase
+        for (int j0 = 0; j0 < count; j0 += kChunk) {
+            for (int p = 0; p < T; ++p)
+                for (int q = 0; q < T; ++q)
+                    taps[p * T + q] = scratch.padded.data() + size_t(p) * stride + (j0 + b - T / 2 + q + P);
+            float* dst = scratch.phase.data() + j0;
+            kernels.mac(taps, m.ups[a][b], &dst, std::min(kChunk, count - j0), Activation::kLinear);
+        }
+        for (int j = 0; j < count; ++j) out[2 * j + b] = scratch.phase[size_t(j)];
+    }
+}
+
+// Seconds each thread spent per stage, summed.
+struct StageTimes {
+    std::atomic<int64_t> upsampling{0}, modulation{0}, synthesis{0};  // nanoseconds
+};
+
+struct StageClock {
+    Clock::time_point t = Clock::now();
+    void charge(std::atomic<int64_t>& to) {
+        auto now = Clock::now();
+        to += std::chrono::duration_cast<std::chrono::nanoseconds>(now - t).count();
+        t = now;
+    }
+};
+
+// Runs upsampling (last 2x step), modulation and synthesis for image rows [y0, y1), one row at a
+// time with ring buffers: the 3x3 convs need o1 two rows ahead of the synthesis and o2 one row
+// ahead, so a band only recomputes its first rows' halo. Nothing full-resolution is stored.
+class BandPipeline {
+public:
+    BandPipeline(const FloatModel& m, const std::vector<std::vector<float>>& level1,
+                 const std::vector<std::pair<int, int>>& shapes, const std::vector<int32_t>& grid0,
+                 const Kernels& kernels, uint8_t* rgb)
+        : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb),
+          stride_(row_stride(m.width)) {
+        up_.assign(size_t(m.grids) * stride_, 0.0f);
+        o0_.assign(size_t(kRing) * m.mod_width * stride_, 0.0f);
+        o1_.assign(size_t(kRing) * m.mod_out * stride_, 0.0f);
+        o2_.assign(size_t(kRing) * m.mod_out * stride_, 0.0f);
+        o3_.assign(size_t(m.mod_out) * stride_, 0.0f);
+        hidden_[0].assign(size_t(64) * 2 * kChunk, 0.0f);
+        hidden_[1].assign(size_t(64) * 2 * kChunk, 0.0f);
+        xcoord_.assign(size_t(m.width) + kChunk, 0.0f);
+        ycoord_.assign(size_t(2) * kChunk, 0.0f);
+        for (int x = 0; x < m.width; ++x)
+            xcoord_[x] = m.width == 1 ? 0.0f : float(2 * x - (m.width - 1)) / float(m.width - 1);
+    }
+
+    void run(int y0, int y1, StageTimes& times) {
+        const int H = m_.height;
+        int front_done = std::max(0, y0 - 2) - 1, o2_done = std::max(0, y0 - 1) - 1;
+        StageClock clock;
+        for (int y = y0; y < y1; ++y) {
+            // o2 row r needs o1 rows r-1..r+1: advance the front only that far, so a ring of
+            // four rows always holds what the next step reads.
+            while (o2_done < std::min(H - 1, y + 1)) {
+                while (front_done < std::min(H - 1, o2_done + 2)) front(++front_done, clock, times);
+                ++o2_done;
+                residual(o1_, m_.res2, o2_done, ring(o2_, o2_done, 0));
+                clock.charge(times.modulation);
+            }
+            residual(o2_, m_.res3, y, o3_.data());
+            clock.charge(times.modulation);
+            synthesize(y);
+            clock.charge(times.synthesis);
+        }
+    }
+
+private:
+    static constexpr int kRing = 4;
+
+    float* ring(std::vector<float>& buf, int row, int channel) {
+        const int channels = int(buf.size() / (size_t(kRing) * stride_));
+        return buf.data() + (size_t(row % kRing) * channels + channel) * stride_;
+    }
+
+    // Upsampled grids, o0 and o1 of row r.
+    void front(int r, StageClock& clock, StageTimes& times) {
+        const int W = m_.width;
+        for (int x = 0; x < W; ++x) up_[1 + x] = float(grid0_[size_t(r) * W + x]);
+        for (int l = 1; l < m_.grids; ++l)
+            upsample_row(level1_[l].data(), shapes_[1].first, shapes_[1].second, m_, r, W,
+                         up_.data() + size_t(l) * stride_ + 1, scratch_, k_);
+        clock.charge(times.upsampling);
+        const float* in[64];
+        float* out[64];
+        for (int x0 = 0; x0 < W; x0 += kChunk) {
+            const int n = std::min(kChunk, W - x0);
+            for (int l = 0; l < m_.grids; ++l) in[l] = up_.data() + size_t(l) * stride_ + 1 + x0;
+            for (int o = 0; o < m_.mod_width; ++o) out[o] = ring(o0_, r, o) + 1 + x0;
+            k_.mac(in, m_.mod0, out, n, Activation::kGelu);
+            for (int o = 0; o < m_.mod_width; ++o) in[o] = out[o];
+            for (int o = 0; o < m_.mod_out; ++o) out[o] = ring(o1_, r, o) + 1 + x0;
+            k_.mac(in, m_.mod1, out, n, Activation::kGelu);
+        }
+        for (int o = 0; o < m_.mod_out; ++o) pad_row(ring(o1_, r, o), W);
+        clock.charge(times.modulation);
+    }
+
+    // dst row r (mod_out channels, stride_ apart) = GELU(bias + skip + 3x3 conv of src rows r-1..r+1).
+    void residual(std::vector<float>& src, const SparseLayer& layer, int r, float* dst) {
+        const int W = m_.width, H = m_.height, mo = m_.mod_out;
+        const float* rows[3];
+        const float* in[160];
+        float* out[16];
+        for (int x0 = 0; x0 < W; x0 += kChunk) {
+            for (int ci = 0; ci < mo; ++ci) {
+                for (int ky = 0; ky < 3; ++ky) rows[ky] = ring(src, std::clamp(r + ky - 1, 0, H - 1), ci) + x0;
+                for (int ky = 0; ky < 3; ++ky)
+                    for (int kx = 0; kx < 3; ++kx) in[(ci * 3 + ky) * 3 + kx] = rows[ky] + kx;
+                in[9 * mo + ci] = rows[1] + 1;
+            }
+            for (int o = 0; o < mo; ++o) out[o] = dst + size_t(o) * stride_ + 1 + x0;
+            k_.mac(in, layer, out, std::min(kChunk, W - x0), Activation::kGelu);
+        }
+        for (int o = 0; o < mo; ++o) pad_row(dst + size_t(o) * stride_, W);
+    }
+
+    void synthesize(int y) {
+        const int W = m_.width, H = m_.height, mo = m_.mod_out, mw = m_.mod_width;
+        std::fill(ycoord_.begin(), ycoord_.end(), H == 1 ? 0.0f : float(2 * y - (H - 1)) / float(H - 1));
+        const float* in[256];
+        float* out[64];
+        for (int x0 = 0; x0 < W; x0 += kChunk) {
+            const int n = std::min(kChunk, W - x0);
+            in[0] = xcoord_.data() + x0;
+            in[1] = ycoord_.data();
+            for (int l = 0; l < 4; ++l) {
+                int n_in = l == 0 ? 2 : m_.synth[l - 1].fan_out;
+                if (l > 0) {
+                    for (int ch = 0; ch < n_in; ++ch) in[ch] = hidden_[(l - 1) & 1].data() + size_t(ch) * 2 * kChunk;
+                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = o3_.data() + size_t(ch) * stride_ + 1 + x0;
+                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o2_, y, ch) + 1 + x0;
+                    if (l >= 2)
+                        for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o1_, y, ch) + 1 + x0;
+                    if (l >= 3)
+                        for (int ch = 0; ch < mw; ++ch) in[n_in++] = ring(o0_, y, ch) + 1 + x0;
+                }
+                for (int o = 0; o < m_.synth[l].fan_out; ++o) out[o] = hidden_[l & 1].data() + size_t(o) * 2 * kChunk;
+                k_.mac(in, m_.synth[l], out, n, l < 3 ? Activation::kGelu : Activation::kLinear);
+            }
+            const float* z[3] = {out[0], out[1], out[2]};
+            k_.to_rgb8(z, n, rgb_ + (size_t(y) * W + x0) * 3);
+        }
+    }
+
+    const FloatModel& m_;
+    const std::vector<std::vector<float>>& level1_;
+    const std::vector<std::pair<int, int>>& shapes_;
+    const std::vector<int32_t>& grid0_;
+    const Kernels& k_;
+    uint8_t* rgb_;
+    const int stride_;
+    std::vector<float> up_, o0_, o1_, o2_, o3_, hidden_[2], xcoord_, ycoord_;
+    UpsampleScratch scratch_;
+};
 
 }  // namespace
 
@@ -477,7 +675,9 @@ Tables Tables::from_npy_file(const std::string& path) {
     return from_weights(w.data(), w.size());
 }
 
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only) {
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only,
+               bool force_scalar) {
+    if (threads < 1) throw std::invalid_argument("threads must be at least 1");
     auto t0 = Clock::now();
     if (size < 7) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
@@ -557,106 +757,97 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     }
     auto masks = decode_mask(counts, mask_words.data(), mask_words.size(), shapes_io);
     // Kept weights packed once per image, per output neuron: work follows the mask.
-    struct Packed {
-        std::vector<uint32_t> start;  // fan_out + 1 offsets into index/value
-        std::vector<uint16_t> index;
-        std::vector<float> value;
-    };
-    std::vector<Packed> packed(shapes_io.size());
+    FloatModel m;
+    m.width = width;
+    m.height = height;
+    m.grids = int(c.n_grids);
+    m.taps = int(c.ups_kernel_size / 2);
+    m.mod_width = int(c.mod_width);
+    m.mod_out = int(c.mod_out);
     for (size_t l = 0; l < shapes_io.size(); ++l) {
         auto [fin, fout] = shapes_io[l];
-        float scale = float(std::sqrt(6.0 / fin));
-        Packed& pk = packed[l];
-        pk.start.push_back(0);
+        const float scale = float(std::sqrt(6.0 / fin));
+        SparseLayer& layer = m.synth[l];
+        layer.fan_out = fout;
+        layer.bias.assign(size_t(fout), 0.0f);
+        layer.start.push_back(0);
         for (int o = 0; o < fout; ++o) {
             for (int i = 0; i < fin; ++i) {
-                size_t flat = size_t(o) * fin + i;
+                const size_t flat = size_t(o) * fin + i;
                 if (!masks[l][flat]) continue;
-                int32_t word = int32_t(philox_word0(seed, (uint64_t(l) << 32) | flat));
-                pk.index.push_back(uint16_t(i));
-                pk.value.push_back(float(word >> 8) * 1.1920928955078125e-07f * scale);
+                const int32_t word = int32_t(philox_word0(seed, (uint64_t(l) << 32) | flat));
+                layer.index.push_back(uint16_t(i));
+                layer.value.push_back(float(word >> 8) * 1.1920928955078125e-07f * scale);
             }
-            pk.start.push_back(uint32_t(pk.index.size()));
+            layer.start.push_back(uint32_t(layer.index.size()));
         }
     }
+    const auto& M = nets.mod;
+    m.mod0 = dense_layer(m.mod_width, m.grids, M[0].data(), M[1].data());
+    m.mod1 = dense_layer(m.mod_out, m.mod_width, M[2].data(), M[3].data());
+    m.res2 = residual_layer(m.mod_out, M[4], M[5]);
+    m.res3 = residual_layer(m.mod_out, M[6], M[7]);
+    const int T = m.taps;
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b)
+            m.ups[a][b] = dense_layer(1, T * T, nets.ups.data() + size_t(a * 2 + b) * T * T, nullptr);
+
+    const Kernels& kernels = select_kernels(force_scalar);
     Decoded out;
     out.width = width;
     out.height = height;
+    out.kernels = kernels.name;
     out.t_parse = seconds_since(t0);
 
     auto t1 = Clock::now();
-    decode_latents(substreams, nets, c, height, width, tables, out, threads);
+    decode_latents(substreams, nets, c, height, width, tables, out, threads, kernels);
     out.t_entropy = seconds_since(t1);
     if (latents_only) return out;
 
+    // Every grid up to half resolution (small: a quarter of the pixels per grid); the last 2x step
+    // runs inside the row bands.
     auto t2 = Clock::now();
-    const int L = int(c.n_grids), T = int(c.ups_kernel_size / 2);
-    const size_t HW = size_t(height) * width;
-    std::vector<float> up(size_t(L) * HW);
-    for (int l = 0; l < L; ++l) {
+    const auto& shapes = out.grid_shapes;
+    std::vector<std::vector<float>> level1(size_t(m.grids));
+    for (int l = 1; l < m.grids; ++l) {
         std::vector<float> x(out.latents[l].begin(), out.latents[l].end());
-        for (int level = l - 1; level >= 0; --level)
-            x = upsample_2x(x, out.grid_shapes[level + 1].first, out.grid_shapes[level + 1].second, nets.ups, T,
-                            out.grid_shapes[level].first, out.grid_shapes[level].second, threads);
-        std::copy(x.begin(), x.end(), up.begin() + size_t(l) * HW);
+        for (int level = l - 1; level >= 1; --level) {
+            const auto [h, w] = shapes[level + 1];
+            const auto [out_h, out_w] = shapes[level];
+            std::vector<float> y(size_t(out_h) * out_w);
+            const int block = 16;
+            parallel_for((out_h + block - 1) / block, threads, [&](int bi) {
+                UpsampleScratch scratch;
+                for (int r = bi * block; r < std::min(out_h, (bi + 1) * block); ++r)
+                    upsample_row(x.data(), h, w, m, r, out_w, y.data() + size_t(r) * out_w, scratch, kernels);
+            });
+            x = std::move(y);
+        }
+        level1[l] = std::move(x);
     }
-    out.t_upsampling = seconds_since(t2);
+    const double cascade = seconds_since(t2);
 
+    // Row bands: one per thread, or a few per thread for balance (each band recomputes 2 halo rows).
     auto t3 = Clock::now();
-    const int mw = int(c.mod_width), mo = int(c.mod_out);
-    const auto& M = nets.mod;
-    std::vector<float> o0(size_t(mw) * HW), o1(size_t(mo) * HW), o2, o3;
-    parallel_for(height, threads, [&](int row) {
-      for (size_t p = size_t(row) * width; p < size_t(row + 1) * width; ++p) {
-        for (int o = 0; o < mw; ++o) {
-            float acc = 0.0f;
-            for (int ch = 0; ch < L; ++ch) acc += M[0][size_t(o) * L + ch] * up[size_t(ch) * HW + p];
-            o0[size_t(o) * HW + p] = gelu(acc + M[1][o]);
-        }
-        for (int o = 0; o < mo; ++o) {
-            float acc = 0.0f;
-            for (int ch = 0; ch < mw; ++ch) acc += M[2][size_t(o) * mw + ch] * o0[size_t(ch) * HW + p];
-            o1[size_t(o) * HW + p] = gelu(acc + M[3][o]);
-        }
-      }
+    out.rgb.assign(size_t(height) * width * 3, 0);
+    const int bands = threads == 1 ? 1 : std::min(height, 4 * threads);
+    const int band_rows = (height + bands - 1) / bands;
+    StageTimes times;
+    parallel_for((height + band_rows - 1) / band_rows, threads, [&](int band) {
+        BandPipeline pipeline(m, level1, shapes, out.latents[0], kernels, out.rgb.data());
+        pipeline.run(band * band_rows, std::min(height, (band + 1) * band_rows), times);
     });
-    residual3x3(o1, o2, M[4], M[5], mo, height, width, threads);
-    residual3x3(o2, o3, M[6], M[7], mo, height, width, threads);
-    out.t_modulation = seconds_since(t3);
-
-    auto t4 = Clock::now();
-    out.rgb.assign(HW * 3, 0);
-    const float* mods[4] = {o3.data(), o2.data(), o1.data(), o0.data()};  // rewind order
-    const int mod_ch[4] = {mo, mo, mo, mw};
-    parallel_for(height, threads, [&](int y) {
-        std::vector<float> in(256), next(256);
-        for (int x = 0; x < width; ++x) {
-            const size_t p = size_t(y) * width + x;
-            in[0] = width == 1 ? 0.0f : float(2 * x - (width - 1)) / float(width - 1);
-            in[1] = height == 1 ? 0.0f : float(2 * y - (height - 1)) / float(height - 1);
-            for (int l = 0; l < 4; ++l) {
-                // layer l input: [h | o3 | o2 | ...], l + 1 modulation segments from layer 1 on
-                int n_in = l == 0 ? 2 : shapes_io[l - 1].fan_out;
-                for (int s = 0; l > 0 && s <= l; ++s)
-                    for (int ch = 0; ch < mod_ch[s]; ++ch) in[n_in++] = mods[s][size_t(ch) * HW + p];
-                const Packed& pk = packed[l];
-                const int fout = shapes_io[l].fan_out;
-                for (int o = 0; o < fout; ++o) {
-                    float acc = 0.0f;
-                    for (uint32_t k = pk.start[o]; k < pk.start[o + 1]; ++k) acc += pk.value[k] * in[pk.index[k]];
-                    next[o] = l < 3 ? gelu(acc) : acc;
-                }
-                std::copy(next.begin(), next.begin() + fout, in.begin());
-            }
-            for (int ch = 0; ch < 3; ++ch) {
-                float v = 1.0f / (1.0f + std::exp(-2.0f * in[ch]));
-                v = std::min(std::max(v, 0.0f), 1.0f);
-                out.rgb[p * 3 + ch] = uint8_t(std::floor(v * 255.0f + 0.5f));
-            }
-        }
-    });
-    out.t_synthesis = seconds_since(t4);
+    // The fused stages share one wall-clock span; split it by the threads' time in each stage.
+    const double fused = seconds_since(t3);
+    const double spent = double(times.upsampling + times.modulation + times.synthesis) + 1e-9;
+    out.t_upsampling = cascade + fused * double(times.upsampling) / spent;
+    out.t_modulation = fused * double(times.modulation) / spent;
+    out.t_synthesis = fused * double(times.synthesis) / spent;
     return out;
 }
 
+}  // namespace lotc
+
+namespace lotc {
+const char* kernels_name(bool force_scalar) { return select_kernels(force_scalar).name; }
 }  // namespace lotc

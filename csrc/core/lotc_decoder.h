@@ -36,11 +36,16 @@ struct Decoded {
     std::vector<uint8_t> rgb;                         // H * W * 3
     std::vector<std::vector<int32_t>> latents;        // per grid, row-major
     std::vector<std::pair<int, int>> grid_shapes;     // (rows, cols)
+    const char* kernels = "";                        // the kernel table that ran (scalar, avx2, neon)
     double t_parse = 0, t_entropy = 0, t_upsampling = 0, t_modulation = 0, t_synthesis = 0;
 };
 
-// threads: substreams and row blocks decoded in parallel; any count gives identical output.
+// threads: substreams and row bands decoded in parallel; any count gives identical output.
 // latents_only: stop after entropy decoding (for backends that run the rest elsewhere, e.g. a GPU).
-Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1, bool latents_only = false);
+// force_scalar: the scalar kernel table even where SIMD is available (for tests and comparisons).
+Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1, bool latents_only = false,
+               bool force_scalar = false);
+// The kernel table decode would use on this CPU.
+const char* kernels_name(bool force_scalar = false);
 
 }  // namespace lotc

@@ -10,7 +10,7 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(_lotc_cpu, m) {
-    m.doc() = "LotteryCodec C++ decoder core (scalar, single-threaded)";
+    m.doc() = "LotteryCodec C++ decoder core (SIMD kernels chosen at run time, threads over substreams and row bands)";
     py::register_exception<lotc::DecodeError>(m, "DecodeError", PyExc_ValueError);
     py::class_<lotc::Tables>(m, "Tables");
     m.def("make_tables", [](py::array_t<uint32_t, py::array::c_style | py::array::forcecast> weights) {
@@ -21,12 +21,15 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi));
         return out;
     });
-    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only) {
+    m.def("kernels", [](bool force_scalar) { return std::string(lotc::kernels_name(force_scalar)); },
+          py::arg("force_scalar") = false);
+    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only, bool force_scalar) {
         std::string buf = data;
         lotc::Decoded d;
         {
             py::gil_scoped_release release;
-            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads, latents_only);
+            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads, latents_only,
+                            force_scalar);
         }
         py::array_t<uint8_t> image(std::vector<py::ssize_t>{latents_only ? 0 : d.height, d.width, 3});
         std::copy(d.rgb.begin(), d.rgb.end(), image.mutable_data());
@@ -42,6 +45,7 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         times["upsampling"] = d.t_upsampling;
         times["modulation"] = d.t_modulation;
         times["synthesis"] = d.t_synthesis;
-        return py::make_tuple(image, latents, times);
-    }, py::arg("data"), py::arg("tables"), py::arg("threads") = 1, py::arg("latents_only") = false);
+        return py::make_tuple(image, latents, times, std::string(d.kernels));
+    }, py::arg("data"), py::arg("tables"), py::arg("threads") = 1, py::arg("latents_only") = false,
+       py::arg("force_scalar") = false);
 }

@@ -1,0 +1,69 @@
+// The scalar kernel table (always built, the one `--scalar` forces) and the run-time choice.
+// Plain loops in the reference decoder's formulas: tanh written through exp, no fused
+// multiply-adds (-ffp-contract=off).
+#include "lotc_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lotc {
+namespace {
+
+float gelu_scalar(float x) {
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    float tanh_u = 1.0f - 2.0f / (std::exp(2.0f * u) + 1.0f);
+    return 0.5f * x * (1.0f + tanh_u);
+}
+
+void mac_scalar(const float* const* in, const SparseLayer& layer, float* const* out, int n, Activation act) {
+    float acc[kChunk];
+    for (int o = 0; o < layer.fan_out; ++o) {
+        std::fill(acc, acc + n, layer.bias[o]);
+        for (uint32_t k = layer.start[o]; k < layer.start[o + 1]; ++k) {
+            const float w = layer.value[k];
+            const float* x = in[layer.index[k]];
+            for (int j = 0; j < n; ++j) acc[j] += w * x[j];
+        }
+        float* y = out[o];
+        if (act == Activation::kGelu)
+            for (int j = 0; j < n; ++j) y[j] = gelu_scalar(acc[j]);
+        else
+            std::copy(acc, acc + n, y);
+    }
+}
+
+void to_rgb8_scalar(const float* const* z, int n, uint8_t* rgb) {
+    for (int j = 0; j < n; ++j)
+        for (int c = 0; c < 3; ++c) {
+            float v = 1.0f / (1.0f + std::exp(-2.0f * z[c][j]));
+            v = std::min(std::max(v, 0.0f), 1.0f);
+            rgb[3 * j + c] = uint8_t(std::floor(v * 255.0f + 0.5f));
+        }
+}
+
+void arm_layer_scalar(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y) {
+    for (int o = 0; o < layer.fan_out; ++o) {
+        int32_t acc = layer.bias[o];
+        const int32_t* w = layer.weight_t.data() + o;
+        for (int i = 0; i < layer.fan_in; ++i) acc += w[size_t(i) * layer.padded_out] * x[i];
+        int32_t v = acc >> shift;  // arithmetic shift: the spec's floor rounding
+        y[o] = (relu && v < 0) ? 0 : v;
+    }
+}
+
+}  // namespace
+
+const Kernels& scalar_kernels() {
+    static const Kernels table{"scalar", mac_scalar, to_rgb8_scalar, arm_layer_scalar};
+    return table;
+}
+
+const Kernels& select_kernels(bool force_scalar) {
+    if (!force_scalar) {
+        if (const Kernels* k = avx2_kernels()) return *k;
+        if (const Kernels* k = neon_kernels()) return *k;
+    }
+    return scalar_kernels();
+}
+
+}  // namespace lotc

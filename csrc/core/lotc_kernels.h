@@ -1,0 +1,55 @@
+// The decoder's hot loops behind one function table, chosen once at run time from the CPU's
+// features (as dav1d does): a scalar table that every build has and that can be forced, AVX2+FMA
+// on x86-64 (function-level target attributes, so the build never needs -mavx2 and never fails
+// on a compiler or CPU without it), NEON on AArch64. Every table computes the same maths; the
+// integer ARM gives identical results on all of them, the float stages agree to rounding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lotc {
+
+// Float kernels work on runs of at most kChunk pixels. Every buffer they read or write holds
+// kChunk floats past the last pixel that matters, so SIMD tables may run whole vectors over a
+// partial run: lanes past n compute garbage that nobody reads.
+constexpr int kChunk = 64;
+
+// A float layer as lists of (input, weight) per output: the kept weights of a masked synthesis
+// layer, or every weight of a dense one. `index` picks an entry of the caller's pointer array.
+struct SparseLayer {
+    int fan_out = 0;
+    std::vector<uint32_t> start;  // fan_out + 1 offsets into index / value
+    std::vector<uint16_t> index;
+    std::vector<float> value;
+    std::vector<float> bias;      // fan_out (zeros for the bias-free synthesis)
+};
+
+// A layer of the integer ARM, outputs padded to a multiple of kArmLanes with zero weights.
+constexpr int kArmLanes = 8;
+struct ArmLayer {
+    int fan_in = 0, fan_out = 0, padded_out = 0;
+    std::vector<int32_t> weight_t;  // [fan_in][padded_out]
+    std::vector<int32_t> bias;      // padded_out: bias * 2^ACT_FRAC + rounding half
+};
+
+enum class Activation { kLinear, kGelu };
+
+struct Kernels {
+    const char* name;
+    // out[o][0..n) = act(bias[o] + sum_k value[k] * in[index[k]][0..n)) for every output o.
+    void (*mac)(const float* const* in, const SparseLayer& layer, float* const* out, int n, Activation act);
+    // rgb[3x + c] = round(255 * sigmoid(2 z[c][x])) for x < n: the output transform (tanh(z) + 1) / 2.
+    void (*to_rgb8)(const float* const* z, int n, uint8_t* rgb);
+    // y[o] = act((bias[o] + sum_i w[i][o] x[i]) >> shift), ReLU on hidden layers; exact int32.
+    void (*arm_layer)(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y);
+};
+
+const Kernels& scalar_kernels();
+const Kernels* avx2_kernels();  // nullptr where not compiled in or the CPU lacks AVX2+FMA
+const Kernels* neon_kernels();  // nullptr where not compiled in
+// The fastest table this CPU runs, or the scalar one when forced.
+const Kernels& select_kernels(bool force_scalar);
+
+}  // namespace lotc
