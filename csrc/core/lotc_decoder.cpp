@@ -254,17 +254,28 @@ struct RangeDecoder {
         while (read < 2 && next < n) { point = (point << 32) | words[next++]; ++read; }
         if (read == 1) point <<= 32;
     }
-    // cum: 257 (or 3) cumulative edges; returns the symbol.
-    int decode(const uint32_t* cum, int symbols) {
+    // cum: symbols + 1 cumulative edges; returns the symbol. start: where to begin a linear walk
+    // (the table's mode) or -1 for a binary search.
+    int decode(const uint32_t* cum, int symbols, int start = -1) {
         uint64_t scale = range >> kPrecision;
         uint64_t quantile = (point - lower) / scale;
         if (quantile >= (uint64_t(1) << kPrecision)) fail("corrupt entropy-coded data (invalid quantile)");
         // Largest s with cum[s] <= quantile; cum[symbols] = 2^24 > quantile bounds it. Branch-free
         // binary search: the symbol is data-dependent, so branches would mispredict.
-        int s = 0;
-        for (int step = 128; step > 0; step >>= 1) {
-            int probe = s + step;
-            s = (probe <= symbols && cum[probe] <= uint32_t(quantile)) ? probe : s;
+        const uint32_t q = uint32_t(quantile);
+        int s = start;
+        if (s >= 0) {  // narrow tables: the symbol is almost always the mode or a neighbour
+            if (cum[s] > q) {
+                do --s; while (cum[s] > q);  // cum[0] = 0 stops it
+            } else {
+                while (cum[s + 1] <= q) ++s;  // cum[symbols] = 2^24 stops it
+            }
+        } else {
+            s = 0;
+            for (int step = 128; step > 0; step >>= 1) {
+                int probe = s + step;
+                s = (probe <= symbols && cum[probe] <= q) ? probe : s;
+            }
         }
         lower += scale * cum[s];
         range = scale * (uint64_t(cum[s + 1]) - cum[s]);
@@ -311,6 +322,97 @@ std::vector<std::pair<int, int>> context_offsets() {
     return c;
 }
 
+// Tables up to this scale index (scale 2^(-4 + i/4) < 2) are searched by walking from the mode.
+constexpr int kWalkMaxScaleIndex = 20;
+
+// One substream's decoding state, advanced one latent at a time. Decoding is a chain of
+// dependent steps (context -> ARM -> table -> range decoder -> value), so a thread steps several
+// independent substreams in turn and the CPU overlaps their chains.
+class LatentCursor {
+public:
+    LatentCursor(const std::vector<uint32_t>& words, const std::vector<Unit>& units, const Config& c,
+                 const Networks& n, const Tables& tables, const Kernels& kernels, const int32_t zero_mu_ls[2],
+                 Decoded& out)
+        : dec_(words.data(), words.size()), units_(units), n_(n), tables_(tables), kernels_(kernels), out_(out),
+          bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
+          zero_mu_(zero_mu_ls[0]), zero_ls_(zero_mu_ls[1]) {
+        x_.resize(size_t(std::max(context_size_, 1)));
+        offsets_.resize(size_t(std::max(context_size_, 1)));
+        open_unit();
+    }
+
+    bool done() const { return unit_ >= units_.size(); }
+
+    void step() {
+        const ptrdiff_t pos = ptrdiff_t(yy_ + 4) * pitch_ + xx_ + 4;
+        int32_t any = 0;
+        for (int k = 0; k < context_size_; ++k) any |= (x_[k] = buf_[size_t(pos - offsets_[k])]);
+        int32_t mu_ls[2] = {zero_mu_, zero_ls_};  // an all-zero context needs no ARM: same inputs
+        if (any) kernels_.arm(x_.data(), n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+        const int64_t A = bound_;
+        const int64_t mu8 = std::clamp<int64_t>((int64_t(mu_ls[0]) + 16) >> 5, -kMuSteps * A, kMuSteps * A - 1);
+        const int64_t m = mu8 >> 3, f = mu8 & (kMuSteps - 1);
+        const int64_t si = std::clamp<int64_t>(
+            (int64_t(mu_ls[1]) * kScaleStepsPerOctave - kLog2ScaleMin * kScaleStepsPerOctave * (1 << kActFrac) + 128) >>
+                kActFrac,
+            0, kScales - 1);
+        const int start = si < kWalkMaxScaleIndex ? kResidualMax : -1;
+        const int64_t v = m + dec_.decode(&tables_.cum[size_t(f * kScales + si) * 256], kSymbols, start) - kResidualMax;
+        if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
+        buf_[size_t(pos)] = int32_t(v) * (1 << kActFrac);
+        if (++xx_ == width_) {
+            xx_ = 0;
+            if (++yy_ == rows_) {
+                close_unit();
+                ++unit_;
+                open_unit();
+            }
+        }
+    }
+
+private:
+    void open_unit() {
+        while (!done()) {
+            const Unit& u = units_[unit_];
+            width_ = out_.grid_shapes[u.grid].second;
+            rows_ = u.row1 - u.row0;
+            if (width_ > 0 && rows_ > 0) break;
+            ++unit_;
+        }
+        if (done()) return;
+        pitch_ = width_ + 8;
+        xx_ = yy_ = 0;
+        static const auto offsets = context_offsets();
+        for (int k = 0; k < context_size_; ++k) offsets_[k] = ptrdiff_t(offsets[k].first) * pitch_ + offsets[k].second;
+        // Values held as ARM inputs (latent * 2^ACT_FRAC); a zero border stands for "outside".
+        buf_.assign(size_t(rows_ + 4) * pitch_, 0);
+    }
+
+    void close_unit() {
+        const Unit& u = units_[unit_];
+        auto& grid = out_.latents[u.grid];
+        for (int yy = 0; yy < rows_; ++yy)
+            for (int xx = 0; xx < width_; ++xx)
+                grid[size_t(u.row0 + yy) * width_ + xx] = buf_[size_t(yy + 4) * pitch_ + xx + 4] / (1 << kActFrac);
+    }
+
+    RangeDecoder dec_;
+    const std::vector<Unit>& units_;
+    const Networks& n_;
+    const Tables& tables_;
+    const Kernels& kernels_;
+    Decoded& out_;
+    const int bound_, frac_, context_size_;
+    const int32_t zero_mu_, zero_ls_;
+    size_t unit_ = 0;
+    int width_ = 0, rows_ = 0, pitch_ = 0, xx_ = 0, yy_ = 0;
+    std::vector<int32_t> buf_, x_;
+    std::vector<ptrdiff_t> offsets_;
+};
+
+// Substreams per thread work item, stepped in turn (see LatentCursor).
+constexpr int kInterleavedStreams = 4;
+
 void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
                     int height, int width, const Tables& tables, Decoded& out, int threads, const Kernels& kernels) {
     auto plan = substream_plan(c, height, width);
@@ -318,50 +420,40 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     out.grid_shapes = grid_shapes(c, height, width);
     out.latents.clear();
     for (auto [h, w] : out.grid_shapes) out.latents.emplace_back(size_t(h) * w, 0);
-    const auto offsets = context_offsets();
-    const int A = int(c.latent_bound), C = int(c.arm_context), frac = int(c.arm_frac_bits);
+    std::vector<int64_t> symbols(plan.size(), 0);
     for (size_t s = 0; s < plan.size(); ++s) {  // all sizes checked before any decoding starts
-        int64_t symbols = 0;
-        for (const Unit& u : plan[s]) symbols += int64_t(u.row1 - u.row0) * out.grid_shapes[u.grid].second;
-        if (symbols > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
+        for (const Unit& u : plan[s]) symbols[s] += int64_t(u.row1 - u.row0) * out.grid_shapes[u.grid].second;
+        if (symbols[s] > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
             fail("latent substream: more symbols than its bytes can hold");
     }
-    size_t widest = size_t(std::max(C, 2));
-    for (const ArmLayer& a : n.arm) widest = std::max(widest, size_t(a.padded_out));
-    parallel_for(int(plan.size()), threads, [&](int s) {
-        std::vector<int32_t> x_buf(widest), y_buf(widest);
-        std::vector<ptrdiff_t> context(static_cast<size_t>(C));
-        RangeDecoder dec(substreams[s].data(), substreams[s].size());
-        for (const Unit& u : plan[s]) {
-            const int w = out.grid_shapes[u.grid].second, h = u.row1 - u.row0, pitch = w + 8;
-            for (int k = 0; k < C; ++k) context[k] = ptrdiff_t(offsets[k].first) * pitch + offsets[k].second;
-            // Values held as ARM inputs (latent * 2^ACT_FRAC); a zero border stands for "outside".
-            std::vector<int32_t> buf(size_t(h + 4) * pitch, 0);
-            for (int yy = 0; yy < h; ++yy)
-                for (int xx = 0; xx < w; ++xx) {
-                    const ptrdiff_t pos = ptrdiff_t(yy + 4) * pitch + xx + 4;
-                    int32_t* x = x_buf.data();
-                    int32_t* y = y_buf.data();
-                    for (int k = 0; k < C; ++k) x[k] = buf[size_t(pos - context[k])];
-                    for (size_t l = 0; l < n.arm.size(); ++l) {
-                        kernels.arm_layer(x, n.arm[l], frac, l + 1 < n.arm.size(), y);
-                        std::swap(x, y);
-                    }
-                    const int64_t mu = x[0], ls = x[1];
-                    int64_t mu8 = std::clamp<int64_t>((mu + 16) >> 5, -int64_t(kMuSteps) * A, int64_t(kMuSteps) * A - 1);
-                    int64_t m = mu8 >> 3, f = mu8 & (kMuSteps - 1);
-                    int64_t si = std::clamp<int64_t>(
-                        (ls * kScaleStepsPerOctave - kLog2ScaleMin * kScaleStepsPerOctave * (1 << kActFrac) + 128) >> kActFrac,
-                        0, kScales - 1);
-                    const uint32_t* cum = &tables.cum[size_t(f * kScales + si) * 256];
-                    int64_t v = m + dec.decode(cum, kSymbols) - kResidualMax;
-                    if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
-                    buf[size_t(pos)] = int32_t(v) * (1 << kActFrac);
+    const std::vector<int32_t> zero_context(size_t(std::max<int64_t>(c.arm_context, 1)), 0);
+    int32_t zero_mu_ls[2];
+    kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
+    // Groups of substreams, largest first onto the lightest group: every thread gets work.
+    const int n_groups = std::max(1, std::min(int(plan.size()),
+        std::max(threads, int((plan.size() + kInterleavedStreams - 1) / kInterleavedStreams))));
+    std::vector<size_t> order(plan.size());
+    for (size_t s = 0; s < order.size(); ++s) order[s] = s;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return symbols[a] > symbols[b]; });
+    std::vector<std::vector<size_t>> groups(static_cast<size_t>(n_groups));
+    std::vector<int64_t> load(static_cast<size_t>(n_groups), 0);
+    for (size_t s : order) {
+        size_t g = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+        groups[g].push_back(s);
+        load[g] += symbols[s];
+    }
+    parallel_for(n_groups, threads, [&](int g) {
+        std::vector<LatentCursor> cursors;
+        cursors.reserve(groups[size_t(g)].size());
+        for (size_t s : groups[size_t(g)])
+            cursors.emplace_back(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
+        for (bool active = true; active;) {
+            active = false;
+            for (auto& cursor : cursors)
+                if (!cursor.done()) {
+                    cursor.step();
+                    active = true;
                 }
-            auto& grid = out.latents[u.grid];
-            for (int yy = 0; yy < h; ++yy)
-                for (int xx = 0; xx < w; ++xx)
-                    grid[size_t(u.row0 + yy) * w + xx] = buf[size_t(yy + 4) * pitch + xx + 4] / (1 << kActFrac);
         }
     });
 }
@@ -475,7 +567,9 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
     for (int p = 0; p < T; ++p) {
         const float* r = src + size_t(std::clamp(i + a - T / 2 + p, 0, h - 1)) * w;
         float* dst = scratch.padded.data() + size_t(p) * stride;
-        for (int c = -P; c < w + P; ++c) dst[c + P] = r[std::clamp(c, 0, w - 1)];
+        std::fill(dst, dst + P, r[0]);
+        std::copy(r, r + w, dst + P);
+        std::fill(dst + P + w, dst + 2 * P + w, r[w - 1]);
     }
     const float* taps[144];
     for (int b = 0; b < 2; ++b) {
@@ -764,23 +858,33 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     m.taps = int(c.ups_kernel_size / 2);
     m.mod_width = int(c.mod_width);
     m.mod_out = int(c.mod_out);
+    // A hidden neuron with no kept weight outputs GELU(0) = 0 (no biases): it is dropped, with the
+    // kept weights that read it. Exact, since adding w * 0 changes no float sum.
+    std::vector<int> live_index{0, 1};  // previous layer's outputs -> packed position (-1: dropped)
     for (size_t l = 0; l < shapes_io.size(); ++l) {
         auto [fin, fout] = shapes_io[l];
+        const int fin_h = l == 0 ? 2 : shapes_io[l - 1].fan_out, live_h = l == 0 ? 2 : m.synth[l - 1].fan_out;
         const float scale = float(std::sqrt(6.0 / fin));
         SparseLayer& layer = m.synth[l];
-        layer.fan_out = fout;
-        layer.bias.assign(size_t(fout), 0.0f);
+        std::vector<int> next_index(size_t(fout), -1);
         layer.start.push_back(0);
         for (int o = 0; o < fout; ++o) {
+            const size_t first = layer.index.size();
             for (int i = 0; i < fin; ++i) {
                 const size_t flat = size_t(o) * fin + i;
                 if (!masks[l][flat]) continue;
+                const int packed = i < fin_h ? live_index[size_t(i)] : i - fin_h + live_h;
+                if (packed < 0) continue;
                 const int32_t word = int32_t(philox_word0(seed, (uint64_t(l) << 32) | flat));
-                layer.index.push_back(uint16_t(i));
+                layer.index.push_back(uint16_t(packed));
                 layer.value.push_back(float(word >> 8) * 1.1920928955078125e-07f * scale);
             }
+            if (layer.index.size() == first && l + 1 < shapes_io.size()) continue;  // dropped
+            next_index[size_t(o)] = layer.fan_out++;
             layer.start.push_back(uint32_t(layer.index.size()));
         }
+        layer.bias.assign(size_t(layer.fan_out), 0.0f);
+        live_index = std::move(next_index);
     }
     const auto& M = nets.mod;
     m.mod0 = dense_layer(m.mod_width, m.grids, M[0].data(), M[1].data());

@@ -51,10 +51,22 @@ void arm_layer_scalar(const int32_t* x, const ArmLayer& layer, int shift, bool r
     }
 }
 
+void arm_scalar(const int32_t* context, const ArmLayer* layers, int n_layers, int shift, int32_t* mu_ls) {
+    alignas(32) int32_t ping[kArmMaxWidth], pong[kArmMaxWidth];
+    const int32_t* x = context;
+    for (int l = 0; l < n_layers; ++l) {
+        int32_t* y = (l & 1) ? pong : ping;
+        arm_layer_scalar(x, layers[l], shift, l + 1 < n_layers, y);
+        x = y;
+    }
+    mu_ls[0] = x[0];
+    mu_ls[1] = x[1];
+}
+
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels table{"scalar", mac_scalar, to_rgb8_scalar, arm_layer_scalar};
+    static const Kernels table{"scalar", mac_scalar, to_rgb8_scalar, arm_scalar};
     return table;
 }
 

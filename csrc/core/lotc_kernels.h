@@ -28,6 +28,7 @@ struct SparseLayer {
 
 // A layer of the integer ARM, outputs padded to a multiple of kArmLanes with zero weights.
 constexpr int kArmLanes = 8;
+constexpr int kArmMaxWidth = 64;  // the config's widest ARM layer (a multiple of kArmLanes)
 struct ArmLayer {
     int fan_in = 0, fan_out = 0, padded_out = 0;
     std::vector<int32_t> weight_t;  // [fan_in][padded_out]
@@ -42,8 +43,9 @@ struct Kernels {
     void (*mac)(const float* const* in, const SparseLayer& layer, float* const* out, int n, Activation act);
     // rgb[3x + c] = round(255 * sigmoid(2 z[c][x])) for x < n: the output transform (tanh(z) + 1) / 2.
     void (*to_rgb8)(const float* const* z, int n, uint8_t* rgb);
-    // y[o] = act((bias[o] + sum_i w[i][o] x[i]) >> shift), ReLU on hidden layers; exact int32.
-    void (*arm_layer)(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y);
+    // The whole ARM on one context: per layer y[o] = (bias[o] + sum_i w[i][o] x[i]) >> shift, ReLU
+    // between layers, exact int32; mu_ls gets the last layer's two outputs.
+    void (*arm)(const int32_t* context, const ArmLayer* layers, int n_layers, int shift, int32_t* mu_ls);
 };
 
 const Kernels& scalar_kernels();

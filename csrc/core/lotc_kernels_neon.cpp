@@ -7,28 +7,30 @@
 namespace lotc {
 namespace {
 
-// Same exp as the AVX2 table: clamp, 2^n * Cephes' degree-5 polynomial of r = x - n ln2.
-inline float32x4_t exp_neon(float32x4_t x) {
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
-    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
-    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    const float32x4_t y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
-    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(y, vreinterpretq_f32_s32(e));
+// The AVX2 table's formulas (see there): 2^t by a degree-5 fit, reciprocal by estimate + Newton step.
+inline float32x4_t exp2_neon(float32x4_t t) {
+    t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(-125.0f)), vdupq_n_f32(125.0f));
+    const float32x4_t n = vrndnq_f32(t);
+    const float32x4_t f = vsubq_f32(t, n);
+    float32x4_t p = vdupq_n_f32(1.3216948e-3f);
+    p = vfmaq_f32(vdupq_n_f32(9.6667539e-3f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(5.5508338e-2f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(2.4022318e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(6.9314694e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, f);
+    const int32x4_t scale = vshlq_n_s32(vcvtq_s32_f32(n), 23);
+    return vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), scale));
+}
+
+inline float32x4_t reciprocal_neon(float32x4_t d) {
+    float32x4_t r = vrecpeq_f32(d);   // about 8 bits
+    r = vmulq_f32(r, vrecpsq_f32(d, r));  // Newton steps: 16, then 23 bits
+    return vmulq_f32(r, vrecpsq_f32(d, r));
 }
 
 inline float32x4_t gelu_neon(float32x4_t x) {
-    const float32x4_t x3 = vmulq_f32(vmulq_f32(x, x), x);
-    const float32x4_t u = vmulq_f32(vdupq_n_f32(0.7978845608028654f), vfmaq_f32(x, vdupq_n_f32(0.044715f), x3));
-    const float32x4_t e = exp_neon(vmulq_f32(vdupq_n_f32(-2.0f), u));
-    return vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), e));
+    const float32x4_t t = vmulq_f32(x, vfmaq_f32(vdupq_n_f32(-2.3022082f), vdupq_n_f32(-0.10294324f), vmulq_f32(x, x)));
+    return vmulq_f32(x, reciprocal_neon(vaddq_f32(vdupq_n_f32(1.0f), exp2_neon(t))));
 }
 
 inline void store_act(float* y, float32x4_t a, Activation act) {
@@ -61,8 +63,8 @@ void to_rgb8_neon(const float* const* z, int n, uint8_t* rgb) {
     const int vectors = (n + 3) / 4;
     for (int c = 0; c < 3; ++c)
         for (int v = 0; v < vectors; ++v) {
-            const float32x4_t e = exp_neon(vmulq_f32(vdupq_n_f32(-2.0f), vld1q_f32(z[c] + 4 * v)));
-            float32x4_t s = vdivq_f32(vdupq_n_f32(1.0f), vaddq_f32(vdupq_n_f32(1.0f), e));
+            const float32x4_t e = exp2_neon(vmulq_f32(vdupq_n_f32(-2.8853901f), vld1q_f32(z[c] + 4 * v)));
+            float32x4_t s = reciprocal_neon(vaddq_f32(vdupq_n_f32(1.0f), e));
             s = vminq_f32(vmaxq_f32(s, vdupq_n_f32(0.0f)), vdupq_n_f32(1.0f));
             const float32x4_t scaled = vaddq_f32(vmulq_f32(s, vdupq_n_f32(255.0f)), vdupq_n_f32(0.5f));
             vst1q_s32(level[c] + 4 * v, vcvtq_s32_f32(scaled));
@@ -71,7 +73,7 @@ void to_rgb8_neon(const float* const* z, int n, uint8_t* rgb) {
         for (int c = 0; c < 3; ++c) rgb[3 * j + c] = uint8_t(level[c][j]);
 }
 
-void arm_layer_neon(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y) {
+inline void arm_layer_neon(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y) {
     const int32x4_t right = vdupq_n_s32(-shift);  // vshlq by a negative count: arithmetic right shift
     for (int ob = 0; ob < layer.padded_out; ob += 4) {
         int32x4_t acc = vld1q_s32(layer.bias.data() + ob);
@@ -83,10 +85,22 @@ void arm_layer_neon(const int32_t* x, const ArmLayer& layer, int shift, bool rel
     }
 }
 
+void arm_neon(const int32_t* context, const ArmLayer* layers, int n_layers, int shift, int32_t* mu_ls) {
+    alignas(32) int32_t ping[kArmMaxWidth], pong[kArmMaxWidth];
+    const int32_t* x = context;
+    for (int l = 0; l < n_layers; ++l) {
+        int32_t* y = (l & 1) ? pong : ping;
+        arm_layer_neon(x, layers[l], shift, l + 1 < n_layers, y);
+        x = y;
+    }
+    mu_ls[0] = x[0];
+    mu_ls[1] = x[1];
+}
+
 }  // namespace
 
 const Kernels* neon_kernels() {
-    static const Kernels table{"neon", mac_neon, to_rgb8_neon, arm_layer_neon};
+    static const Kernels table{"neon", mac_neon, to_rgb8_neon, arm_neon};
     return &table;
 }
 
