@@ -325,9 +325,8 @@ std::vector<std::pair<int, int>> context_offsets() {
 // Tables up to this scale index (scale 2^(-4 + i/4) < 2) are searched by walking from the mode.
 constexpr int kWalkMaxScaleIndex = 20;
 
-// One substream's decoding state, advanced one latent at a time. Decoding is a chain of
-// dependent steps (context -> ARM -> table -> range decoder -> value), so a thread steps several
-// independent substreams in turn and the CPU overlaps their chains.
+// One substream's decoding state, advanced one latent at a time: context -> ARM -> table ->
+// range decoder -> value.
 class LatentCursor {
 public:
     LatentCursor(const std::vector<uint32_t>& words, const std::vector<Unit>& units, const Config& c,
@@ -410,9 +409,6 @@ private:
     std::vector<ptrdiff_t> offsets_;
 };
 
-// Substreams per thread work item, stepped in turn (see LatentCursor).
-constexpr int kInterleavedStreams = 4;
-
 void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
                     int height, int width, const Tables& tables, Decoded& out, int threads, const Kernels& kernels) {
     auto plan = substream_plan(c, height, width);
@@ -429,32 +425,15 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     const std::vector<int32_t> zero_context(size_t(std::max<int64_t>(c.arm_context, 1)), 0);
     int32_t zero_mu_ls[2];
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
-    // Groups of substreams, largest first onto the lightest group: every thread gets work.
-    const int n_groups = std::max(1, std::min(int(plan.size()),
-        std::max(threads, int((plan.size() + kInterleavedStreams - 1) / kInterleavedStreams))));
+    // Largest substreams first, so threads finish together. (Stepping several substreams in turn on
+    // one thread did not help: the decoding is throughput-bound, not latency-bound.)
     std::vector<size_t> order(plan.size());
     for (size_t s = 0; s < order.size(); ++s) order[s] = s;
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return symbols[a] > symbols[b]; });
-    std::vector<std::vector<size_t>> groups(static_cast<size_t>(n_groups));
-    std::vector<int64_t> load(static_cast<size_t>(n_groups), 0);
-    for (size_t s : order) {
-        size_t g = size_t(std::min_element(load.begin(), load.end()) - load.begin());
-        groups[g].push_back(s);
-        load[g] += symbols[s];
-    }
-    parallel_for(n_groups, threads, [&](int g) {
-        std::vector<LatentCursor> cursors;
-        cursors.reserve(groups[size_t(g)].size());
-        for (size_t s : groups[size_t(g)])
-            cursors.emplace_back(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
-        for (bool active = true; active;) {
-            active = false;
-            for (auto& cursor : cursors)
-                if (!cursor.done()) {
-                    cursor.step();
-                    active = true;
-                }
-        }
+    parallel_for(int(order.size()), threads, [&](int i) {
+        const size_t s = order[size_t(i)];
+        LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
+        while (!cursor.done()) cursor.step();
     });
 }
 
