@@ -83,6 +83,31 @@ def _print_bench(report: dict) -> None:
     print(format_table(report))
 
 
+def _eval(args) -> dict:
+    try:
+        from ..trainer.evaluate import run
+    except ImportError as exc:
+        raise RuntimeError(f"eval encodes, so it needs the trainer: pip install 'lotterycodec[train,eval]' ({exc})")
+    arch = {}
+    for item in args.arch or []:
+        key, _, value = item.partition("=")
+        arch[key] = int(value)
+    return run(args.dataset, [float(x) for x in args.lmbda.split(",")], args.out, preset=args.preset,
+               steps=args.steps, crop=args.crop, images=args.images.split(",") if args.images else None,
+               codecs=[c for c in args.codecs.split(",") if c], kept_ratio=args.kept_ratio, arch=arch,
+               progress=not args.json)
+
+
+def _print_eval(report: dict) -> None:
+    print(f"{len(report['images'])} images, lambdas {', '.join(f'{x:g}' for x in report['lambdas'])}; "
+          f"{report['aggregation']}")
+    for name, pts in report["curves"].items():
+        print(f"{name:>20}: " + "  ".join(f"{p['bpp']:.3f}/{p['psnr']:.2f}" for p in pts))
+    ours = next(n for n in report["curves"] if n.startswith("lotterycodec"))
+    cells = [f"{a}: {v[0]:+.1f} %" for a, v in report["bd_rate"][ours].items() if v is not None]
+    print(f"BD-rate of {ours} (PCHIP, overlapping PSNR range): " + ", ".join(cells))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", default=None, help="also write a PNG of latency against MACs/pixel")
     b.add_argument("--json", action="store_true")
     b.set_defaults(run=_bench, show=_print_bench)
+
+    ev = sub.add_parser("eval", help="RD curve of a folder of PNGs at several lambdas beside JPEG, WebP, AVIF "
+                                     "and JPEG XL, with BD-rates (resumable)")
+    ev.add_argument("dataset", help="folder of PNG images")
+    ev.add_argument("--lmbda", required=True, help="comma list, e.g. 1e-2,4e-3,1e-3,3e-4")
+    ev.add_argument("--preset", default="cpu", help="fast | cpu | paper")
+    ev.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
+    ev.add_argument("--crop", type=int, default=0, help="centre crops of N x N (0: whole images)")
+    ev.add_argument("--images", default="", help="comma list of image names (default: every PNG)")
+    ev.add_argument("--codecs", default="jpeg,webp,avif,jxl", help="classical codecs measured in the same run")
+    ev.add_argument("--kept-ratio", type=float, default=0.7)
+    ev.add_argument("--arch", nargs="*", metavar="FIELD=INT", help="architecture fields to change")
+    ev.add_argument("--out", default="eval_out", help="output folder (finished encodes in it are reused)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(run=_eval, show=_print_eval)
     return p
 
 

@@ -1,0 +1,76 @@
+"""`lotterycodec eval` end to end on two tiny images: real files, classical codecs, BD-rates, resumability."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lotterycodec.decoder.cli import main
+
+pytest.importorskip("torch")
+evaluate = pytest.importorskip("lotterycodec.trainer.evaluate")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, bundled_image):
+    d = tmp_path_factory.mktemp("ds")
+    Image.fromarray(bundled_image[:32, :40]).save(d / "a.png")
+    Image.fromarray(bundled_image[64:96, 70:102]).save(d / "b.png")
+    return d
+
+
+def test_eval_end_to_end_and_resume(dataset, tmp_path, capsys):
+    out = tmp_path / "ev"
+    argv = ["eval", str(dataset), "--lmbda", "1e-2,1e-3", "--preset", "fast", "--steps", "20", "--codecs", "jpeg,webp",
+            "--out", str(out), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    ours = report["curves"]["lotterycodec-fast"]
+    assert [p["n"] for p in ours] == [2, 2]
+    rows = [ln.split("\t") for ln in (out / "per_image.tsv").read_text().splitlines()]
+    header, body = rows[0], rows[1:]
+    for r in body:  # bpp is always the file's size
+        rec = dict(zip(header, r))
+        if rec["codec"] == "lotterycodec":
+            size = (out / "files" / f"{rec['image']}_lambda{rec['point']}.lotc").stat().st_size
+            assert int(rec["bytes"]) == size
+            assert float(rec["bpp"]) == pytest.approx(8 * size / (int(rec["width"]) * int(rec["height"])), rel=1e-5)
+    assert {r[0] for r in body} == {"lotterycodec", "jpeg", "webp"}
+    mean_bpp = np.mean([float(dict(zip(header, r))["bpp"]) for r in body if r[0] == "lotterycodec" and r[1] == "0.01"])
+    assert ours[0]["bpp"] == pytest.approx(mean_bpp, rel=1e-4)
+    cai = json.loads((out / "compressai" / "lotterycodec-fast.json").read_text())
+    assert cai["name"] == "lotterycodec-fast" and set(cai["results"]) == {
+        "psnr-rgb", "ms-ssim-rgb", "bpp", "encoding_time", "decoding_time"}
+    assert (out / "rd.png").stat().st_size > 0 and "| test \\ anchor |" in (out / "bd_rate.md").read_text()
+    assert "published:coolchic-5.0" in report["bd_rate"]  # whole images: published curves take part
+
+    # Second run: every finished encode is reused (same bytes, same recorded encode time).
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "files").iterdir()}
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "files").iterdir()} == stamps
+    strip = lambda pts: [{k: v for k, v in p.items() if k != "decoding_time"} for p in pts]  # noqa: E731
+    assert strip(again["curves"]["lotterycodec-fast"]) == strip(ours)  # decodes are timed again
+
+
+def test_eval_crops_never_meet_published_curves(dataset, tmp_path, capsys):
+    argv = ["eval", str(dataset), "--lmbda", "1e-2", "--preset", "fast", "--steps", "10", "--codecs", "jpeg", "--crop", "24",
+            "--out", str(tmp_path / "c"), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not any(k.startswith("published") for k in report["bd_rate"])
+
+
+def test_eval_bad_input_is_one_line(dataset, tmp_path, capsys):
+    assert main(["eval", str(dataset), "--lmbda", "1e-2", "--codecs", "gif", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown codec" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--lmbda", "1e-2", "--out", str(tmp_path / "y")]) == 1
+    assert "no PNG images" in capsys.readouterr().err
+
+
+def test_bd_rate_matches_a_known_shift():
+    anchor = [{"bpp": b, "psnr": p} for b, p in [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]]
+    test = [{"bpp": 0.8 * q["bpp"], "psnr": q["psnr"]} for q in anchor]  # 20 % fewer bits everywhere
+    value, lo, hi = evaluate.bd_rate(anchor, test)
+    assert value == pytest.approx(-20.0, abs=0.01) and (lo, hi) == (28.0, 37.0)
+    assert evaluate.bd_rate(anchor, [{"bpp": 1, "psnr": 40.0}, {"bpp": 2, "psnr": 41.0}]) is None
