@@ -232,3 +232,26 @@ def test_any_thread_count_gives_identical_output(trained):
                 assert all(np.array_equal(a, b) for a, b in zip(one.latents, other.latents))
     with pytest.raises(ValueError):
         cpu(data, threads=-1)
+
+
+@pytest.mark.parametrize("weight", [32768, 900, -32767])
+def test_arm_input_kinds_agree(weight):
+    """The SIMD ARM picks int16 pairs, a 15-bit split or int32 lanes per layer from the parse-time
+    bounds; a weight of 2^15 forces int32 in layer 0, small ones the int16 paths. Same latents."""
+    from lotterycodec.decoder.entropy import IntArm, encode_latents, encode_mask
+    from lotterycodec.decoder.format import Networks, write_bitstream, write_networks
+    from lotterycodec.decoder.synthetic import random_masks, random_networks
+
+    cfg = ArchConfig(arm_context=8, arm_width=8, latent_bound=8, mod_width=6, kept_weights=300).validate()
+    rng = np.random.default_rng(5)
+    nets = random_networks(cfg, rng)
+    weights = [w.copy() for w in nets.arm.weights]
+    weights[0][3, 1] = weight
+    weights[1][2, 5] = 7
+    arm = IntArm(weights, nets.arm.biases, cfg.arm_frac_bits)
+    nets = Networks(arm, nets.ups_kernel, nets.mod)
+    grids = [np.clip(np.round(rng.laplace(0, 2.0, size=s)), -8, 7).astype(np.int64) for s in cfg.grid_shapes(21, 30)]
+    counts, words = encode_mask(random_masks(cfg, rng))
+    data = write_bitstream(30, 21, 9, cfg, write_networks(nets)[0], counts, words, encode_latents(grids, arm, cfg))
+    got = _same(data)
+    assert all(np.array_equal(a, b) for a, b in zip(got.latents, grids))

@@ -212,7 +212,9 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
         if (br.read(1)) fail("networks section has trailing data");
     // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits.
     int64_t bound = c.latent_bound << kActFrac;
+    std::vector<int64_t> input_bound;  // per layer: |input| <= this
     for (size_t l = 0; l < n.arm_w.size(); ++l) {
+        input_bound.push_back(bound);
         int64_t worst = 0;
         for (int o = 0; o < n.arm_shape[l].fan_out; ++o) {
             int64_t acc = (std::llabs(n.arm_b[l][o]) << kActFrac) + (int64_t(1) << (c.arm_frac_bits - 1));
@@ -232,10 +234,26 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
         a.padded_out = (a.fan_out + kArmLanes - 1) / kArmLanes * kArmLanes;
         a.weight_t.assign(size_t(a.fan_in) * a.padded_out, 0);
         a.bias.assign(size_t(a.padded_out), 0);
+        bool weights16 = true;
         for (int o = 0; o < a.fan_out; ++o) {
             a.bias[o] = int32_t(n.arm_b[l][o] * (int64_t(1) << kActFrac)) + half;
+            for (int i = 0; i < a.fan_in; ++i) {
+                const int64_t w = n.arm_w[l][size_t(o) * a.fan_in + i];
+                a.weight_t[size_t(i) * a.padded_out + o] = int32_t(w);
+                weights16 = weights16 && w >= -32767 && w <= 32767;
+            }
+        }
+        // Layer 0 reads latents * 2^ACT_FRAC (signed, < 2^15); later layers read ReLU outputs (>= 0).
+        if (weights16 && input_bound[l] < (int64_t(1) << 15))
+            a.inputs = ArmLayer::Inputs::kInt16;
+        else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30))
+            a.inputs = ArmLayer::Inputs::kSplit15;
+        if (a.inputs != ArmLayer::Inputs::kInt32) {
+            a.weight_pairs.assign(size_t((a.fan_in + 1) / 2) * a.padded_out * 2, 0);
             for (int i = 0; i < a.fan_in; ++i)
-                a.weight_t[size_t(i) * a.padded_out + o] = int32_t(n.arm_w[l][size_t(o) * a.fan_in + i]);
+                for (int o = 0; o < a.fan_out; ++o)
+                    a.weight_pairs[(size_t(i / 2) * a.padded_out + o) * 2 + (i & 1)] =
+                        int16_t(a.weight_t[size_t(i) * a.padded_out + o]);
         }
         n.arm.push_back(std::move(a));
     }
@@ -335,7 +353,7 @@ public:
         : dec_(words.data(), words.size()), units_(units), n_(n), tables_(tables), kernels_(kernels), out_(out),
           bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
           zero_mu_(zero_mu_ls[0]), zero_ls_(zero_mu_ls[1]) {
-        x_.resize(size_t(std::max(context_size_, 1)));
+        x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
         offsets_.resize(size_t(std::max(context_size_, 1)));
         open_unit();
     }
@@ -422,7 +440,7 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
         if (symbols[s] > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
             fail("latent substream: more symbols than its bytes can hold");
     }
-    const std::vector<int32_t> zero_context(size_t(std::max<int64_t>(c.arm_context, 1)), 0);
+    const std::vector<int32_t> zero_context(size_t(kArmMaxWidth), 0);
     int32_t zero_mu_ls[2];
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
     // Largest substreams first, so threads finish together. (Stepping several substreams in turn on

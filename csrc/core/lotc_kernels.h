@@ -28,13 +28,20 @@ struct SparseLayer {
 
 // A layer of the integer ARM, outputs padded to a multiple of kArmLanes with zero weights.
 constexpr int kArmLanes = 8;
-constexpr int kArmMaxWidth = 64;  // the config's widest ARM layer (a multiple of kArmLanes)
+// The config's widest ARM layer (a multiple of kArmLanes). Kernels may read inputs in whole
+// blocks up to this many (the tail only ever meets zero weights): context and activation buffers
+// hold at least kArmMaxWidth values.
+constexpr int kArmMaxWidth = 64;
 struct ArmLayer {
     int fan_in = 0, fan_out = 0, padded_out = 0;
     std::vector<int32_t> weight_t;  // [fan_in][padded_out]
     std::vector<int32_t> bias;      // padded_out: bias * 2^ACT_FRAC + rounding half
+    // The same weights as int16 pairs [fan_in / 2 rounded up][padded_out][2] for pairwise
+    // multiply-add instructions, and how the layer's inputs fit 16 bits (proven at parse time):
+    enum class Inputs { kInt16, kSplit15, kInt32 } inputs = Inputs::kInt32;
+    // kInt16: |x| < 2^15. kSplit15: 0 <= x < 2^30, used as hi * 2^15 + lo with hi, lo < 2^15.
+    std::vector<int16_t> weight_pairs;
 };
-
 enum class Activation { kLinear, kGelu };
 
 struct Kernels {

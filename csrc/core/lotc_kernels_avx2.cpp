@@ -5,6 +5,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include <cstring>
+
 #define LOTC_AVX2 __attribute__((target("avx2,fma")))
 
 namespace lotc {
@@ -97,15 +99,59 @@ LOTC_AVX2 void to_rgb8_avx2(const float* const* z, int n, uint8_t* rgb) {
         for (int c = 0; c < 3; ++c) rgb[3 * j + c] = uint8_t(level[c][j]);
 }
 
+// int16 copies of n values (n <= kArmMaxWidth, read in blocks of 16), for pairwise multiply-adds.
+LOTC_AVX2 inline void narrow_to_int16(const __m256i* x, int n, int16_t* out) {
+    for (int i = 0; i < n; i += 16) {
+        const __m256i packed = _mm256_packs_epi32(_mm256_loadu_si256(x + i / 8), _mm256_loadu_si256(x + i / 8 + 1));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute4x64_epi64(packed, 0xD8));
+    }
+}
+
+// sum_i w[i][o] x[i] for 8 outputs from int16 pairs: one vpmaddwd per two inputs (16 MACs).
+LOTC_AVX2 inline __m256i dot_pairs(const int16_t* x16, const ArmLayer& layer, int ob) {
+    __m256i acc = _mm256_setzero_si256();
+    const int pairs = (layer.fan_in + 1) / 2;
+    int32_t pair;
+    for (int p = 0; p < pairs; ++p) {
+        std::memcpy(&pair, x16 + 2 * p, sizeof pair);
+        const __m256i w = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(layer.weight_pairs.data() + (size_t(p) * layer.padded_out + ob) * 2));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, _mm256_set1_epi32(pair)));
+    }
+    return acc;
+}
+
 LOTC_AVX2 inline void arm_layer_avx2(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y) {
     const __m128i count = _mm_cvtsi32_si128(shift);
+    alignas(32) int16_t lo[kArmMaxWidth], hi[kArmMaxWidth];
+    const __m256i* xv = reinterpret_cast<const __m256i*>(x);
+    if (layer.inputs == ArmLayer::Inputs::kInt16) {
+        narrow_to_int16(xv, layer.fan_in, lo);
+    } else if (layer.inputs == ArmLayer::Inputs::kSplit15) {  // x = hi * 2^15 + lo, both in [0, 2^15)
+        alignas(32) int32_t parts[2][kArmMaxWidth];
+        for (int i = 0; i < layer.fan_in; i += 8) {
+            const __m256i v = _mm256_loadu_si256(xv + i / 8);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(parts[0] + i), _mm256_and_si256(v, _mm256_set1_epi32(0x7FFF)));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(parts[1] + i), _mm256_srli_epi32(v, 15));
+        }
+        narrow_to_int16(reinterpret_cast<const __m256i*>(parts[0]), layer.fan_in, lo);
+        narrow_to_int16(reinterpret_cast<const __m256i*>(parts[1]), layer.fan_in, hi);
+    }
     for (int ob = 0; ob < layer.padded_out; ob += 8) {
         __m256i acc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(layer.bias.data() + ob));
-        const int32_t* w = layer.weight_t.data() + ob;
-        for (int i = 0; i < layer.fan_in; ++i)
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + size_t(i) * layer.padded_out)),
-                _mm256_set1_epi32(x[i])));
+        if (layer.inputs == ArmLayer::Inputs::kInt32) {
+            const int32_t* w = layer.weight_t.data() + ob;
+            for (int i = 0; i < layer.fan_in; ++i)
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + size_t(i) * layer.padded_out)),
+                    _mm256_set1_epi32(x[i])));
+        } else {
+            acc = _mm256_add_epi32(acc, dot_pairs(lo, layer, ob));
+            // The split's two sums wrap in int32 lanes; their total is the true value, which the
+            // parse-time bound keeps inside int32, so the wrapped total is exact.
+            if (layer.inputs == ArmLayer::Inputs::kSplit15)
+                acc = _mm256_add_epi32(acc, _mm256_slli_epi32(dot_pairs(hi, layer, ob), 15));
+        }
         acc = _mm256_sra_epi32(acc, count);
         if (relu) acc = _mm256_max_epi32(acc, _mm256_setzero_si256());
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + ob), acc);
