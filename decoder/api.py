@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import default_backend, get_backend
+from .backends import get_backend, resolve_backend
 from .imageio import load_image, psnr, save_image
 
 
@@ -15,7 +15,7 @@ def decode(source: str | Path | bytes, output: str | Path | None = None,
     """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary).
     threads: for the cpu backend (default: every core)."""
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
-    backend = default_backend() if backend == "auto" else backend
+    backend = resolve_backend(backend, data)
     t0 = time.perf_counter()
     decoded = get_backend(backend)(data, threads=threads)
     elapsed = time.perf_counter() - t0

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 
 from . import reference
-from .config import FormatError
-from .format import read_bitstream
+from .config import SYNTH_DENSE, FormatError
+from .format import peek_config, read_bitstream
 
 # Backends whose decode honours a thread count (the others ignore it).
 THREADED_BACKENDS = {"cpu", "cpu-scalar"}
@@ -110,9 +110,21 @@ def default_backend() -> str:
     return "cpu" if _cpu_module() else "reference"
 
 
+def resolve_backend(name: str, data: bytes) -> str:
+    """'auto' becomes the default backend, or the reference for what only it decodes (synth_mode 1)."""
+    if name != "auto":
+        return name
+    cfg = peek_config(bytes(data))
+    return "reference" if cfg is not None and cfg.synth_mode == SYNTH_DENSE else default_backend()
+
+
+def _auto_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
+    return BACKENDS[resolve_backend("auto", data)](data, threads)
+
+
 def get_backend(name: str) -> Callable[[bytes], "reference.Decoded"]:
     if name == "auto":
-        name = default_backend()
+        return _auto_decode
     try:
         return BACKENDS[name]
     except KeyError:

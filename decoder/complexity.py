@@ -84,7 +84,7 @@ def lottery_complexity(cfg: ArchConfig, height: int, width: int, name: str = "lo
         {"arm": arm * latents / pixels,
          "upsampling": cumulative_upsampling_macs(shapes, cfg.ups_taps) / pixels,
          "modulation": float(mod)},
-        float(cfg.synth_weight_count), float(cfg.kept_weights), params,
+        float(cfg.synth_weight_count), float(cfg.synth_macs_weights), params,
         source="this codec's header (docs/FORMAT.md section 3)")
 
 

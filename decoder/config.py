@@ -19,6 +19,8 @@ RESIDUAL_MAX = 127
 # Number of modulation outputs (o0 .. o3) and so of modulated synthesis layers + 1.
 N_MOD_OUTPUTS = 4
 OUT_CHANNELS = 3
+# synth_mode values: the lottery (masked random weights from the seed) and its ablation.
+SYNTH_LOTTERY, SYNTH_DENSE = 0, 1
 MAX_SIDE = 16384
 MAX_PIXELS = 1 << 26
 
@@ -55,7 +57,8 @@ CONFIG_FIELDS: tuple[Field, ...] = (
     Field("synth_width0", "B", 1, 64, "synthesis layer 0 outputs"),
     Field("synth_width1", "B", 1, 64, "synthesis layer 1 outputs"),
     Field("synth_width2", "B", 1, 64, "synthesis layer 2 outputs"),
-    Field("synth_mode", "B", 0, 0, "0: masked random weights regenerated from the seed"),
+    Field("synth_mode", "B", 0, 1, "0: masked random weights regenerated from the seed; "
+          "1: trained dense weights sent in the networks section (the lottery ablation)"),
     Field("kept_weights", "I", 0, 1 << 20, "synthesis weights kept by the mask (all layers)"),
 )
 
@@ -111,6 +114,11 @@ class ArchConfig:
         return sum(i * o for i, o in self.synth_in_out)
 
     @property
+    def synth_macs_weights(self) -> int:
+        """Synthesis weights a decoder multiplies: the kept ones, or all of a dense synthesis."""
+        return self.synth_weight_count if self.synth_mode == SYNTH_DENSE else self.kept_weights
+
+    @property
     def arm_in_out(self) -> list[tuple[int, int]]:
         dims = [self.arm_context] + [self.arm_width] * self.arm_layers + [2]
         return list(zip(dims[:-1], dims[1:]))
@@ -132,6 +140,8 @@ class ArchConfig:
                 raise FormatError(f"config field {f.name}={v!r} outside [{f.lo}, {f.hi}]")
         if self.ups_kernel_size % 2:
             raise FormatError(f"ups_kernel_size={self.ups_kernel_size} must be even")
+        if self.synth_mode == SYNTH_DENSE and self.kept_weights:
+            raise FormatError("a dense (synth_mode 1) synthesis has no mask: kept_weights must be 0")
         if self.kept_weights > self.synth_weight_count:
             raise FormatError(
                 f"kept_weights={self.kept_weights} exceeds the {self.synth_weight_count} synthesis weights")

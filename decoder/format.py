@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, ArchConfig,
+from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, SYNTH_DENSE, ArchConfig,
                      FormatError)
 from .entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, substream_plan
 
@@ -26,6 +26,7 @@ _CRC = struct.Struct("<I")
 HEADER_SIZE = _PREFIX.size + _FIXED.size + _CONFIG.size + _SECTIONS.size + _CRC.size
 NET_VALUE_MAX = 1 << 20
 MAX_GOLOMB_ORDER = 24
+MAX_STEP_EXP = 24  # quantization steps 2^-e, e in 0..24 (header fields and the dense synthesis')
 N_SYNTH_LAYERS = 4
 
 
@@ -38,6 +39,9 @@ class Networks:
     ups_kernel: np.ndarray          # (2, 2, taps, taps): phase (a, b), tap (p, q)
     mod: list[np.ndarray]           # w0, b0, w1, b1, w2, b2, w3, b3 (convs as (out, in[, 3, 3]))
     bits: dict[str, int] = field(default_factory=dict)  # coded size per module, when read from a file
+    # synth_mode 1 only: the trained synthesis weights (out, in) per layer, times 2^-synth_step_exp
+    synth: list[np.ndarray] | None = None
+    synth_step_exp: int = 0
 
     def tensors(self):
         for w, b in zip(self.arm.weights, self.arm.biases):
@@ -46,6 +50,8 @@ class Networks:
         yield "ups", self.ups_kernel
         for t in self.mod:
             yield "mod", t
+        for t in self.synth or []:
+            yield "synth", t
 
 
 def network_shapes(cfg: ArchConfig) -> list[tuple[str, tuple[int, ...]]]:
@@ -56,6 +62,8 @@ def network_shapes(cfg: ArchConfig) -> list[tuple[str, tuple[int, ...]]]:
     mw, mo, L = cfg.mod_width, cfg.mod_out, cfg.n_grids
     shapes += [("mod", (mw, L)), ("mod", (mw,)), ("mod", (mo, mw)), ("mod", (mo,)),
                ("mod", (mo, mo, 3, 3)), ("mod", (mo,)), ("mod", (mo, mo, 3, 3)), ("mod", (mo,))]
+    if cfg.synth_mode == SYNTH_DENSE:
+        shapes += [("synth", (o, i)) for i, o in cfg.synth_in_out]
     return shapes
 
 
@@ -119,10 +127,14 @@ def best_golomb_order(values: np.ndarray) -> int:
 def write_networks(nets: Networks) -> tuple[bytes, dict[str, int]]:
     """Exp-Golomb coded tensors, each preceded by its 5-bit order; bits per module."""
     bw = BitWriter()
-    bits = {"arm": 0, "ups": 0, "mod": 0}
+    bits = {"arm": 0, "ups": 0, "mod": 0, **({"synth": 0} if nets.synth is not None else {})}
+    previous = None
     for module, t in nets.tensors():
         flat = np.asarray(t, dtype=np.int64).reshape(-1)
         start = len(bw.bits)
+        if module == "synth" and previous != "synth":
+            bw.write(nets.synth_step_exp, 5)  # the dense synthesis' step 2^-e, before its first tensor
+        previous = module
         k = best_golomb_order(flat) if flat.size else 0
         bw.write(k, 5)
         for v in flat.tolist():
@@ -134,12 +146,19 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, int]]:
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
     br = BitReader(data)
     tensors = []
-    bits = {"arm": 0, "ups": 0, "mod": 0}
+    bits = {"arm": 0, "ups": 0, "mod": 0, **({"synth": 0} if cfg.synth_mode == SYNTH_DENSE else {})}
+    synth_step_exp = 0
+    previous = None
     for module, shape in network_shapes(cfg):
         start = br.pos
+        if module == "synth" and previous != "synth":
+            synth_step_exp = br.read(5)
+            if synth_step_exp > MAX_STEP_EXP:
+                raise FormatError(f"synthesis step exponent {synth_step_exp} above {MAX_STEP_EXP}")
         k = br.read(5)
         if k > MAX_GOLOMB_ORDER:
             raise FormatError(f"exp-Golomb order {k} above {MAX_GOLOMB_ORDER}")
+        previous = module
         limit = ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX
         flat = np.empty(int(np.prod(shape)), dtype=np.int64)
         for i in range(flat.size):
@@ -154,7 +173,9 @@ def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
     n_arm = 2 * len(cfg.arm_in_out)
     arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
     check_arm_bounds(arm, cfg.latent_bound)
-    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:], bits)
+    n_mod = n_arm + 1 + 8
+    synth = tensors[n_mod:] if cfg.synth_mode == SYNTH_DENSE else None
+    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:n_mod], bits, synth, synth_step_exp)
 
 
 # ----------------------------------------------------------------------------- varints
@@ -226,6 +247,15 @@ def _check_dimensions(width: int, height: int) -> None:
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width * height <= MAX_PIXELS):
         raise FormatError(f"image size {width}x{height} outside 1..{MAX_SIDE} per side, "
                           f"{MAX_PIXELS} pixels in all")
+
+
+def peek_config(data: bytes) -> ArchConfig | None:
+    """The header's config record without any validation (None when too short to hold one):
+    for choosing a backend, never for decoding."""
+    start = _PREFIX.size + _FIXED.size
+    if len(data) < start + _CONFIG.size or data[:4] != MAGIC:
+        return None
+    return ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, _CONFIG.unpack_from(data, start))})
 
 
 def read_bitstream(data: bytes) -> Bitstream:

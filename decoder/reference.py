@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ArchConfig
+from .config import SYNTH_DENSE, ArchConfig
 from .entropy import decode_latents, decode_mask
 from .format import Bitstream, Networks, read_bitstream, read_networks
 from .philox import synthesis_weights
@@ -152,6 +152,14 @@ def masked_weights(bs: Bitstream) -> list[np.ndarray]:
     return [np.where(m, w, np.float32(0)) for w, m in zip(synthesis_weights(bs.seed, in_out), masks)]
 
 
+def synthesis_layers(bs: Bitstream, nets: Networks) -> list[np.ndarray]:
+    """The weights the synthesis multiplies: masked random ones, or the sent dense ones (synth_mode 1)."""
+    if bs.cfg.synth_mode == SYNTH_DENSE:
+        step = np.float32(2.0 ** -nets.synth_step_exp)
+        return [w.astype(F32) * step for w in nets.synth]
+    return masked_weights(bs)
+
+
 def reconstruct(latents: list[np.ndarray], fnets: FloatNetworks, weights: list[np.ndarray],
                 height: int, width: int, times: dict[str, float] | None = None) -> np.ndarray:
     """Upsampling, modulation and synthesis in row bands, so memory stays bounded."""
@@ -180,7 +188,7 @@ def decode(data: bytes) -> Decoded:
     t0 = time.perf_counter()
     bs = read_bitstream(data)
     nets = read_networks(bs.networks, bs.cfg)
-    weights = masked_weights(bs)
+    weights = synthesis_layers(bs, nets)
     t1 = time.perf_counter()
     times["parse"] = t1 - t0
     latents = decode_latents(bs.latent_words, nets.arm, bs.cfg, bs.height, bs.width)

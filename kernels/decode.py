@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..decoder.backends import cpu_latents
+from ..decoder.config import SYNTH_DENSE
 from ..decoder.entropy import decode_latents, decode_mask
 from ..decoder.format import read_bitstream, read_networks
 from ..decoder.reference import Decoded, FloatNetworks
@@ -39,6 +40,9 @@ def decode(data: bytes, threads: int | None = None) -> Decoded:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     bs = read_bitstream(data)
+    if bs.cfg.synth_mode == SYNTH_DENSE:
+        raise RuntimeError("synth_mode 1 (trained dense synthesis, the lottery ablation) is decoded by the "
+                           "reference backend only")
     nets = read_networks(bs.networks, bs.cfg)
     masks = decode_mask(bs.mask_counts, bs.mask_words, bs.cfg.synth_in_out)
     fnets = FloatNetworks.from_quantized(nets, bs.cfg)

@@ -16,7 +16,7 @@ def test_config_fields_in_spec_order_and_ranges():
     types = {"B": "u8", "H": "u16", "I": "u32"}
     for (name, typ, allowed), f in zip(rows, CONFIG_FIELDS):
         assert typ.strip() == types[f.fmt], name
-        special = {"shared_max_pixels": "0..2^26", "synth_mode": "0", "kept_weights": "0..min(2^20, N)"}
+        special = {"shared_max_pixels": "0..2^26", "kept_weights": "0..min(2^20, N)"}
         assert allowed.strip().startswith(special.get(f.name, f"{f.lo}..{f.hi}")), name
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..decoder.config import ArchConfig, kept_weights_for
+from ..decoder.config import SYNTH_DENSE, ArchConfig, kept_weights_for
 from ..decoder.entropy import encode_latents, encode_mask, substream_plan
 from ..decoder.format import write_bitstream, write_networks
 from ..decoder.complexity import macs_per_pixel
@@ -32,6 +32,8 @@ class EncodeResult:
     def with_kept_ratio(self, kept_ratio: float) -> bytes:
         """The same file with the mask re-thresholded from the same trained scores: same latents
         and networks, only the synthesis (and its MACs) changes. For complexity sweeps."""
+        if self.cfg.synth_mode == SYNTH_DENSE:
+            raise ValueError("a dense synthesis has no mask to re-threshold")
         cfg = self.cfg.replace(kept_weights=kept_weights_for(self.cfg, kept_ratio)).validate()
         counts, mask_words = encode_mask(integer_masks(self.model, cfg.kept_weights))
         return write_bitstream(self.model.width, self.model.height, self.model.seed, cfg, self.net_bytes,
@@ -58,7 +60,8 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
     if finetune_steps is not None:
         chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
     cfg = ArchConfig(**{**chosen.arch, **(arch or {})})
-    cfg = cfg.replace(kept_weights=kept_weights_for(cfg, kept_ratio)).validate()
+    kept = 0 if cfg.synth_mode == SYNTH_DENSE else kept_weights_for(cfg, kept_ratio)  # dense: no mask
+    cfg = cfg.replace(kept_weights=kept).validate()
     dev = resolve_device(device)
     torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
     model = LotteryModel(cfg, height, width, seed).to(dev)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decoder.config import CONTEXT_OFFSETS, ArchConfig
+from ..decoder.config import CONTEXT_OFFSETS, SYNTH_DENSE, ArchConfig
 from ..decoder.entropy import LOG2_SCALE_MIN, N_SCALES, SCALE_STEPS_PER_OCTAVE
 from ..decoder.philox import synthesis_weights
 from ..decoder.reference import coordinates
@@ -74,11 +74,16 @@ class LotteryModel(nn.Module):
             self.arm[-1].bias.zero_()
 
         in_out = cfg.synth_in_out
-        for l, w in enumerate(synthesis_weights(seed, in_out)):
-            self.register_buffer(f"random_weight{l}", torch.from_numpy(w))
-        self.scores = nn.ParameterList([
-            nn.Parameter(torch.empty(o, i).uniform_(-1 / math.sqrt(o * i), 1 / math.sqrt(o * i)))
-            for i, o in in_out])
+        self.dense = nn.ParameterList()
+        self.scores = nn.ParameterList()
+        if cfg.synth_mode == SYNTH_DENSE:  # the ablation: the same weights as a start, then trained
+            self.dense.extend(nn.Parameter(torch.from_numpy(w)) for w in synthesis_weights(seed, in_out))
+        else:
+            for l, w in enumerate(synthesis_weights(seed, in_out)):
+                self.register_buffer(f"random_weight{l}", torch.from_numpy(w))
+            self.scores.extend(
+                nn.Parameter(torch.empty(o, i).uniform_(-1 / math.sqrt(o * i), 1 / math.sqrt(o * i)))
+                for i, o in in_out)
         ys, xs = np.meshgrid(coordinates(height), coordinates(width), indexing="ij")
         self.register_buffer("coords", torch.from_numpy(np.stack([xs.ravel(), ys.ravel()], 1)).contiguous())
         self._context_masks = self._stripe_masks()
@@ -197,14 +202,19 @@ class LotteryModel(nn.Module):
         return [k.reshape(s.shape) for k, s in zip(torch.split(keep, [s.numel() for s in self.scores]),
                                                     self.scores)]
 
+    def synthesis_layers(self) -> list[torch.Tensor]:
+        """The weights the synthesis multiplies: masked random ones, or the trained dense ones."""
+        if self.cfg.synth_mode == SYNTH_DENSE:
+            return list(self.dense)
+        return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(self.masks())]
+
     def synthesize(self, mods: list[torch.Tensor]) -> torch.Tensor:
         """Masked random MLP, channel-first: layer l adds W_mod @ [rewind modulation] to W_h @ h."""
         rewind = [torch.cat(mods[::-1][:k + 1], dim=0) for k in range(1, 4)]
         h = self.coords.T
-        masks = self.masks()
-        n_layers = len(self.scores)
-        for l in range(n_layers):
-            w = getattr(self, f"random_weight{l}") * masks[l]
+        weights = self.synthesis_layers()
+        n_layers = len(weights)
+        for l, w in enumerate(weights):
             if l:
                 width = h.shape[0]
                 h = w[:, :width] @ h + w[:, width:] @ rewind[l - 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..decoder.config import ArchConfig, FormatError
+from ..decoder.config import SYNTH_DENSE, ArchConfig, FormatError
 from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits
 from ..decoder.format import Networks, best_golomb_order, golomb_bits
 from .model import LotteryModel
@@ -25,6 +25,8 @@ def integer_latents(model: LotteryModel) -> list[np.ndarray]:
 
 
 def integer_masks(model: LotteryModel, kept: int | None = None) -> list[np.ndarray]:
+    if model.cfg.synth_mode == SYNTH_DENSE:  # no mask: every weight is sent
+        return [np.zeros((o, i), dtype=bool) for i, o in model.cfg.synth_in_out]
     with torch.no_grad():
         return [m.detach().cpu().numpy() > 0.5 for m in model.masks(kept)]
 
@@ -87,11 +89,13 @@ def quantize_model(model: LotteryModel, target: torch.Tensor, lmbda: float):
         image = model.synthesize(model.modulate(up_fixed))
         return torch.mean((image - target) ** 2).item()
 
-    groups = {  # header field -> parameters quantized with that step
+    groups = {  # header field (or the dense synthesis' own step) -> parameters quantized with that step
         "ups_step_exp": [model.ups_kernel],
         "mod_weight_step_exp": list(model.mod[0::2]),
         "mod_bias_step_exp": list(model.mod[1::2]),
     }
+    if cfg.synth_mode == SYNTH_DENSE:
+        groups["synth_step_exp"] = list(model.dense)
     chosen, ints = {}, {}
     for name, params in groups.items():
         originals = [p.detach().clone() for p in params]
@@ -109,8 +113,10 @@ def quantize_model(model: LotteryModel, target: torch.Tensor, lmbda: float):
             p.copy_(f)
         chosen[name], ints[name] = exp, [q for _, q in quantized]
         distortion(True)
+    synth_step_exp = chosen.pop("synth_step_exp", 0)  # written in the networks section, not the header
     cfg = cfg.replace(**chosen)
     mod_ints = [None] * len(model.mod)
     mod_ints[0::2], mod_ints[1::2] = ints["mod_weight_step_exp"], ints["mod_bias_step_exp"]
-    nets = Networks(arm, ints["ups_step_exp"][0], mod_ints)
+    nets = Networks(arm, ints["ups_step_exp"][0], mod_ints, synth=ints.get("synth_step_exp"),
+                    synth_step_exp=synth_step_exp)
     return cfg, nets, grids, masks, {"latent_bits": lat_bits}

@@ -119,7 +119,7 @@ const std::vector<FieldSpec>& field_specs() {
         {{"synth_width0", 1, 64}, 1, &Config::synth_width0},
         {{"synth_width1", 1, 64}, 1, &Config::synth_width1},
         {{"synth_width2", 1, 64}, 1, &Config::synth_width2},
-        {{"synth_mode", 0, 0}, 1, &Config::synth_mode},
+        {{"synth_mode", 0, 1}, 1, &Config::synth_mode},
         {{"kept_weights", 0, int64_t(1) << 20}, 4, &Config::kept_weights},
     };
     return specs;
@@ -791,6 +791,9 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     if (width < 1 || height < 1 || width > kMaxSide || height > kMaxSide || int64_t(width) * height > kMaxPixels)
         fail("image size outside 1..16384 per side, 2^26 pixels in all");
     if (c.ups_kernel_size % 2) fail("ups_kernel_size must be even");
+    if (c.synth_mode == 1 && c.kept_weights) fail("a dense (synth_mode 1) synthesis has no mask: kept_weights must be 0");
+    if (c.synth_mode == 1)
+        fail("synth_mode 1 (trained dense synthesis, the lottery ablation) is decoded by the reference backend only");
     auto shapes_io = synth_in_out(c);
     int64_t total = 0;
     for (auto s : shapes_io) total += int64_t(s.fan_in) * s.fan_out;
