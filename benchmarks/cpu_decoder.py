@@ -1,7 +1,7 @@
 """Times the standalone C++ decoder against an anchor decoder (Cool-chic's ccdec) in the same run.
 
     python benchmarks/cpu_decoder.py --exe build/lotterycodec-dec FILE.lotc ... --threads 1,2 \
-        --kernels simd,scalar --repeat 9 --anchor "ccdec --input=kodim14.cool --output= --avx2 --v=1" \
+        --kernels avx2,avx512,scalar --repeat 9 --anchor "ccdec --input=kodim14.cool --output= --avx2 --v=1" \
         --json out.json --table out.md --plot out.png
 
 Every repetition runs each configuration once, round robin with the anchor, so slow drift of the
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("files", nargs="+")
     p.add_argument("--exe", required=True, help="the built lotterycodec-dec")
     p.add_argument("--threads", default="1,2")
-    p.add_argument("--kernels", default="simd", help="simd, scalar or both (comma list)")
+    p.add_argument("--kernels", default="auto", help="comma list of kernel tables: auto, avx512, avx2, neon, scalar")
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--anchor", help="anchor decoder command printing `time: ... all X`")
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                                     "max_rss": rss} if m else {"all": wall, "max_rss": rss})
         for c in configs:
             cmd = [args.exe, c["file"], str(out_ppm), "--time", "--threads", str(c["threads"])]
-            cmd += ["--scalar"] if c["kernels_flag"] == "scalar" else []
+            cmd += ["--kernels", c["kernels_flag"]]
             output, _, rss = run_measured(cmd)
             m = OUR_TIME.search(output)
             if m is None:

@@ -31,13 +31,13 @@ def _cpu_tables():
     return _cpu_module().make_tables(load_tables())
 
 
-def _run_cpu(module, data: bytes, threads: int | None, latents_only: bool, scalar: bool = False):
+def _run_cpu(module, data: bytes, threads: int | None, latents_only: bool, kernels: str = "auto"):
     """One call into the C++ core: threads resolved (default every core), its errors as FormatError."""
     threads = threads or os.cpu_count() or 1
     if threads < 1:
         raise ValueError("threads must be at least 1")
     try:
-        image, latents, times, kernels = module.decode(bytes(data), _cpu_tables(), threads, latents_only, scalar)
+        image, latents, times, kernels = module.decode(bytes(data), _cpu_tables(), threads, latents_only, kernels)
     except module.DecodeError as exc:
         raise FormatError(str(exc)) from None
     return image, [np.asarray(g, dtype=np.int64) for g in latents], times, kernels
@@ -49,27 +49,27 @@ def cpu_latents(data: bytes, threads: int | None = None) -> list | None:
     return None if module is None else _run_cpu(module, data, threads, True)[1]
 
 
-def cpu_kernels(scalar: bool = False) -> str | None:
-    """The C++ kernel table this CPU runs (avx2, neon or scalar); None when the module is not built."""
+def cpu_kernels() -> list[str]:
+    """The C++ kernel tables this CPU runs, fastest first (empty when the module is not built)."""
     module = _cpu_module()
-    return None if module is None else module.kernels(scalar)
+    return [] if module is None else list(module.available_kernels())
 
 
-def _cpu_decode(data: bytes, threads: int | None = None, scalar: bool = False) -> "reference.Decoded":
+def _cpu_decode(data: bytes, threads: int | None = None, kernels: str = "auto") -> "reference.Decoded":
     """The C++ core (csrc/), built by setup.py; errors become FormatError like everywhere else.
     threads: substreams and row bands in parallel (default: every core); output is identical.
-    scalar: the always-built scalar kernels instead of the CPU's SIMD ones."""
+    kernels: auto (the fastest table this CPU runs) or scalar / avx2 / avx512 / neon."""
     module = _cpu_module()
     if module is None:
         raise RuntimeError("the cpu backend is not built: reinstall with a C++17 compiler (pip install -e .)")
     t0 = time.perf_counter()
-    image, latents, times, _ = _run_cpu(module, data, threads, False, scalar)
+    image, latents, times, _ = _run_cpu(module, data, threads, False, kernels)
     times["total"] = time.perf_counter() - t0
     return reference.Decoded(image, latents, read_bitstream(data), times)
 
 
 def _cpu_scalar_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":
-    return _cpu_decode(data, threads, scalar=True)
+    return _cpu_decode(data, threads, kernels="scalar")
 
 
 def _reference_decode(data: bytes, threads: int | None = None) -> "reference.Decoded":

@@ -1,4 +1,4 @@
-// lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--scalar] [--tables P] [--latents P]: no
+// lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--kernels K | --scalar] [--tables P] [--latents P]: no
 // Python at build or run time.
 #include <algorithm>
 #include <chrono>
@@ -19,21 +19,24 @@
 
 namespace {
 const char* kUsage =
-    "usage: lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--scalar] [--tables PATH]\n"
+    "usage: lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--kernels K | --scalar] [--tables PATH]\n"
     "  --threads N  decode on N threads (default: every core); the output is identical for any N\n"
     "  --time       print per-stage seconds (parse, entropy, ups, mod, syn; all = file read to image)\n"
-    "  --scalar     use the scalar kernels even where AVX2/NEON is available\n"
+    "  --kernels K  auto (default: the fastest this CPU runs), scalar, avx2, avx512 or neon\n"
+    "  --scalar     the scalar kernels (same as --kernels scalar)\n"
     "  --tables P   the frequency tables (.npy) if not at the built-in path\n"
     "  --latents P  also write the decoded latents to P (int32 little-endian, grid after grid)\n";
 }
 
 int main(int argc, char** argv) {
     std::string in, out, latents_path, tables_path = LOTC_DEFAULT_TABLES;
-    bool timing = false, scalar = false;
+    bool timing = false;
+    std::string kernels = "auto";
     int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--time")) timing = true;
-        else if (!std::strcmp(argv[i], "--scalar")) scalar = true;
+        else if (!std::strcmp(argv[i], "--scalar")) kernels = "scalar";
+        else if (!std::strcmp(argv[i], "--kernels") && i + 1 < argc) kernels = argv[++i];
         else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) { std::printf("%s", kUsage); return 0; }
         else if (!std::strcmp(argv[i], "--tables") && i + 1 < argc) tables_path = argv[++i];
         else if (!std::strcmp(argv[i], "--latents") && i + 1 < argc) latents_path = argv[++i];
@@ -58,7 +61,7 @@ int main(int argc, char** argv) {
         std::ifstream f(in, std::ios::binary);
         if (!f) throw std::runtime_error("cannot open " + in);
         std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads, false, scalar);
+        lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads, false, kernels);
         double all = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::ofstream o(out, std::ios::binary);
         o << "P6\n" << d.width << " " << d.height << "\n255\n";

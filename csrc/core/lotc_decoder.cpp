@@ -767,8 +767,9 @@ Tables Tables::from_npy_file(const std::string& path) {
 }
 
 Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only,
-               bool force_scalar) {
+               const std::string& kernels_choice) {
     if (threads < 1) throw std::invalid_argument("threads must be at least 1");
+    const Kernels& kernels = select_kernels(kernels_choice);
     auto t0 = Clock::now();
     if (size < 7) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
@@ -896,7 +897,6 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
         for (int b = 0; b < 2; ++b)
             m.ups[a][b] = dense_layer(1, T * T, nets.ups.data() + size_t(a * 2 + b) * T * T, nullptr);
 
-    const Kernels& kernels = select_kernels(force_scalar);
     Decoded out;
     out.width = width;
     out.height = height;
@@ -953,5 +953,12 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
 }  // namespace lotc
 
 namespace lotc {
-const char* kernels_name(bool force_scalar) { return select_kernels(force_scalar).name; }
+const char* kernels_name(const std::string& kernels) { return select_kernels(kernels).name; }
+
+std::vector<std::string> available_kernels() {
+    std::vector<std::string> names;
+    for (const Kernels* k : {avx512_kernels(), avx2_kernels(), neon_kernels(), &scalar_kernels()})
+        if (k) names.push_back(k->name);
+    return names;
+}
 }  // namespace lotc

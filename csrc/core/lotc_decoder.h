@@ -42,10 +42,13 @@ struct Decoded {
 
 // threads: substreams and row bands decoded in parallel; any count gives identical output.
 // latents_only: stop after entropy decoding (for backends that run the rest elsewhere, e.g. a GPU).
-// force_scalar: the scalar kernel table even where SIMD is available (for tests and comparisons).
+// kernels: "auto" (the fastest table this CPU runs) or a table by name: "scalar" (always built),
+// "avx2", "avx512", "neon"; latents are identical with every table, images within one level.
 Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1, bool latents_only = false,
-               bool force_scalar = false);
-// The kernel table decode would use on this CPU.
-const char* kernels_name(bool force_scalar = false);
+               const std::string& kernels = "auto");
+// The name of the table decode would use for `kernels`; throws std::invalid_argument when unavailable.
+const char* kernels_name(const std::string& kernels = "auto");
+// Every table this build runs on this CPU, fastest first ("scalar" last).
+std::vector<std::string> available_kernels();
 
 }  // namespace lotc

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace lotc {
 namespace {
@@ -70,12 +71,18 @@ const Kernels& scalar_kernels() {
     return table;
 }
 
-const Kernels& select_kernels(bool force_scalar) {
-    if (!force_scalar) {
-        if (const Kernels* k = avx2_kernels()) return *k;
-        if (const Kernels* k = neon_kernels()) return *k;
+const Kernels& select_kernels(const std::string& name) {
+    if (name == "auto") {
+        for (const Kernels* k : {avx512_kernels(), avx2_kernels(), neon_kernels()})
+            if (k) return *k;
+        return scalar_kernels();
     }
-    return scalar_kernels();
+    if (name == "scalar") return scalar_kernels();
+    const Kernels* k = name == "avx2" ? avx2_kernels() : name == "avx512" ? avx512_kernels()
+                     : name == "neon" ? neon_kernels() : nullptr;
+    if (!k) throw std::invalid_argument("kernels '" + name + "' not available on this CPU or build "
+                                        "(auto, scalar, avx2, avx512, neon)");
+    return *k;
 }
 
 }  // namespace lotc

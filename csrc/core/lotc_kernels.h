@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace lotc {
@@ -56,9 +57,11 @@ struct Kernels {
 };
 
 const Kernels& scalar_kernels();
-const Kernels* avx2_kernels();  // nullptr where not compiled in or the CPU lacks AVX2+FMA
-const Kernels* neon_kernels();  // nullptr where not compiled in
-// The fastest table this CPU runs, or the scalar one when forced.
-const Kernels& select_kernels(bool force_scalar);
+const Kernels* avx2_kernels();    // nullptr where not compiled in or the CPU lacks AVX2+FMA
+const Kernels* avx512_kernels();  // nullptr where not compiled in or the CPU lacks AVX-512F
+const Kernels* neon_kernels();    // nullptr where not compiled in
+// A table by name ("auto": the fastest this CPU runs; "scalar", "avx2", "avx512", "neon"); throws
+// std::invalid_argument for a name this build or CPU cannot run.
+const Kernels& select_kernels(const std::string& name);
 
 }  // namespace lotc

@@ -21,15 +21,18 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi));
         return out;
     });
-    m.def("kernels", [](bool force_scalar) { return std::string(lotc::kernels_name(force_scalar)); },
-          py::arg("force_scalar") = false);
-    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only, bool force_scalar) {
+    py::register_exception<std::invalid_argument>(m, "KernelsError", PyExc_ValueError);
+    m.def("kernels", [](const std::string& name) { return std::string(lotc::kernels_name(name)); },
+          py::arg("name") = "auto");
+    m.def("available_kernels", &lotc::available_kernels);
+    m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only,
+                       const std::string& kernels) {
         std::string buf = data;
         lotc::Decoded d;
         {
             py::gil_scoped_release release;
             d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads, latents_only,
-                            force_scalar);
+                            kernels);
         }
         py::array_t<uint8_t> image(std::vector<py::ssize_t>{latents_only ? 0 : d.height, d.width, 3});
         std::copy(d.rgb.begin(), d.rgb.end(), image.mutable_data());
@@ -47,5 +50,5 @@ PYBIND11_MODULE(_lotc_cpu, m) {
         times["synthesis"] = d.t_synthesis;
         return py::make_tuple(image, latents, times, std::string(d.kernels));
     }, py::arg("data"), py::arg("tables"), py::arg("threads") = 1, py::arg("latents_only") = false,
-       py::arg("force_scalar") = false);
+       py::arg("kernels") = "auto");
 }
