@@ -246,8 +246,8 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
         // Layer 0 reads latents * 2^ACT_FRAC (signed, < 2^15); later layers read ReLU outputs (>= 0).
         if (weights16 && input_bound[l] < (int64_t(1) << 15))
             a.inputs = ArmLayer::Inputs::kInt16;
-        else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30))
-            a.inputs = ArmLayer::Inputs::kSplit15;
+        else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30) && a.fan_in >= 16)
+            a.inputs = ArmLayer::Inputs::kSplit15;  // narrower layers: the split costs more than it saves
         if (a.inputs != ArmLayer::Inputs::kInt32) {
             a.weight_pairs.assign(size_t((a.fan_in + 1) / 2) * a.padded_out * 2, 0);
             for (int i = 0; i < a.fan_in; ++i)
