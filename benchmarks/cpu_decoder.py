@@ -140,7 +140,7 @@ def plot(report: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels, bottoms = [], []
+    labels = []
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(report["rows"]) + 2))
     rows = report["rows"]
     for i, r in enumerate(rows):

@@ -24,13 +24,7 @@ from PIL import Image
 from lotterycodec.decoder.api import encode
 from lotterycodec.decoder.entropy import decode_latents, encode_latents, substream_plan
 from lotterycodec.decoder.format import encode_varint, read_bitstream, read_networks
-from lotterycodec.decoder.imageio import load_image, psnr
-
-
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
+from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 
 
 def jpeg_curve(image: np.ndarray) -> list[tuple[float, float]]:

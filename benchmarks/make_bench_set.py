@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
-from lotterycodec.decoder.imageio import load_image, psnr
+from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 from lotterycodec.decoder.reference import decode
 from lotterycodec.trainer.encode import encode_array
 
@@ -47,9 +46,7 @@ def main(argv=None) -> int:
     for name in names:
         image = load_image(Path(args.dataset) / f"{name}.png")
         if args.crop:
-            h, w = image.shape[:2]
-            t, l = (h - args.crop) // 2, (w - args.crop) // 2
-            image = np.ascontiguousarray(image[t:t + args.crop, l:l + args.crop])
+            image = center_crop(image, args.crop)
         result = encode_array(image, lmbda=args.lmbda, kept_ratio=args.train_kept_ratio, preset=args.preset,
                               steps=args.steps, arch=arch, progress=False)
         for ratio in ratios:

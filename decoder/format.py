@@ -24,6 +24,7 @@ _CONFIG = struct.Struct("<" + "".join(f.fmt for f in CONFIG_FIELDS))
 _SECTIONS = struct.Struct("<III")  # bytes of networks, mask, latents
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _PREFIX.size + _FIXED.size + _CONFIG.size + _SECTIONS.size + _CRC.size
+_CONFIG_OFFSET = _PREFIX.size + _FIXED.size
 NET_VALUE_MAX = 1 << 20
 MAX_GOLOMB_ORDER = 24
 MAX_STEP_EXP = 24  # quantization steps 2^-e, e in 0..24 (header fields and the dense synthesis')
@@ -252,10 +253,13 @@ def _check_dimensions(width: int, height: int) -> None:
 def peek_config(data: bytes) -> ArchConfig | None:
     """The header's config record without any validation (None when too short to hold one):
     for choosing a backend, never for decoding."""
-    start = _PREFIX.size + _FIXED.size
-    if len(data) < start + _CONFIG.size or data[:4] != MAGIC:
+    if len(data) < _CONFIG_OFFSET + _CONFIG.size or data[:4] != MAGIC:
         return None
-    return ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, _CONFIG.unpack_from(data, start))})
+    return _unpack_config(data)
+
+
+def _unpack_config(data: bytes) -> ArchConfig:
+    return ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, _CONFIG.unpack_from(data, _CONFIG_OFFSET))})
 
 
 def read_bitstream(data: bytes) -> Bitstream:
@@ -277,7 +281,7 @@ def read_bitstream(data: bytes) -> Bitstream:
     pos = _PREFIX.size
     width, height, channels, depth, seed = _FIXED.unpack_from(data, pos)
     pos += _FIXED.size
-    cfg = ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, _CONFIG.unpack_from(data, pos))})
+    cfg = _unpack_config(data)
     pos += _CONFIG.size
     n_nets, n_mask, n_lat = _SECTIONS.unpack_from(data, pos)
     if channels != OUT_CHANNELS or depth != 8:

@@ -58,3 +58,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """RGB PSNR over all samples of two 8-bit images (100 dB when identical)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else 100.0
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The size x size centre of an (H, W, ...) image."""
+    h, w = image.shape[:2]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than a {w}x{h} image")
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[top:top + size, left:left + size])

@@ -36,6 +36,10 @@ def _same(data: bytes):
     return got
 
 
+def test_config_fields_are_the_python_ones():
+    assert cpu_module.config_fields() == [(f.name, f.lo, f.hi) for f in CONFIG_FIELDS]
+
+
 def test_kernel_tables():
     assert cpu_module.kernels("scalar") == "scalar" and KERNELS[-1] == "scalar"
     assert cpu_module.kernels() == KERNELS[0]

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, features
 
 from ..decoder.backends import get_backend
-from ..decoder.imageio import load_image, psnr
+from ..decoder.imageio import center_crop, load_image, psnr
 
 PUBLISHED_KODAK = Path(__file__).parent / "data" / "published_kodak.tsv"
 OUR_NAME = "lotterycodec"
@@ -104,14 +104,6 @@ def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float | None:
         return None
     x, y = (torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))).float()[None] for v in (a, b))
     return float(ms_ssim(x, y, data_range=255.0, size_average=True))
-
-
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if size > min(h, w):
-        raise ValueError(f"--crop {size} is larger than a {w}x{h} image")
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
 
 
 def measure(codec: str, point: str, name: str, image: np.ndarray, data: bytes, decoded: np.ndarray,
