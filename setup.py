@@ -2,12 +2,14 @@
 core built as a pybind11 module from the same source and flag lists as the standalone executable."""
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
 from setuptools import setup
 
 CSRC = Path("csrc")
 CORE_SOURCES = [str(CSRC / s) for s in (CSRC / "core_sources.txt").read_text().split()]
 CORE_FLAGS = (CSRC / "core_flags.txt").read_text().split()
+# The core's translation units compile in parallel (LOTC_BUILD_JOBS=N; default: all cores).
+ParallelCompile("LOTC_BUILD_JOBS", default=0).install()
 
 setup(
     name="lotterycodec",

@@ -25,7 +25,7 @@ import torch
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.backends import cpu_latents
-from lotterycodec.decoder.config import ArchConfig
+from lotterycodec.decoder.config import ArchConfig, kept_weights_for
 from lotterycodec.decoder.entropy import decode_mask
 from lotterycodec.decoder.format import read_bitstream, read_networks
 from lotterycodec.decoder.philox import randint
@@ -33,9 +33,11 @@ from lotterycodec.decoder.synthetic import synthetic_bitstream
 from lotterycodec.kernels.decode import decode as triton_decode
 from lotterycodec.kernels.decode import device
 from lotterycodec.kernels.philox import masked_weights, philox_words
-from lotterycodec.kernels.synthesis import modulate_and_synthesize
+from lotterycodec.kernels.synthesis import prepare, run
 from lotterycodec.kernels.upsample import upsample
 
+BLOCKS = (64, 128)
+PRECISIONS = ("ieee", "tf32")
 GOLDEN = [(0, 0, 0x6627E8D5), (12345, 1023, 0x19DC2EF9), (2**40 + 3, 777, 0x400FD64B), (-1, 0, 0x72A47709)]
 
 
@@ -79,15 +81,18 @@ def eager_model(bs, nets, masks, dev):
     return model
 
 
-def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: bool) -> dict:
+def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: bool, eager_baseline: bool,
+               compile_baseline: bool) -> dict:
     bs = read_bitstream(data)
     nets = read_networks(bs.networks, bs.cfg)
     masks = decode_mask(bs.mask_counts, bs.mask_words, bs.cfg.synth_in_out)
     fnets = reference.FloatNetworks.from_quantized(nets, bs.cfg)
     row = {"file": name, "width": bs.width, "height": bs.height, "synthetic": "synthetic" in name}
+    ref_image = None
     if check:
         ref, got = reference.decode(data), triton_decode(data)
-        row["max_level_diff_vs_reference"] = int(np.abs(ref.image.astype(int) - got.image.astype(int)).max())
+        ref_image = ref.image.astype(int)
+        row["max_level_diff_vs_reference"] = int(np.abs(ref_image - got.image.astype(int)).max())
         row["latents_identical"] = all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents))
     t0 = time.perf_counter()
     latents = cpu_latents(data)
@@ -96,29 +101,63 @@ def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: boo
     kernel = torch.from_numpy(fnets.ups_kernel).to(dev)
     row["upload_ms"] = timed(lambda: [g.to(dev) for g in grids], dev, repeat, warmup)
     grids_dev = [g.to(dev) for g in grids]
-    row["weights_ms"] = timed(lambda: masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), dev, repeat, warmup)
-    weights = masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev)
+    row["weights_ms"] = timed(lambda: prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev),
+                                              bs.cfg.n_grids, dev), dev, repeat, warmup)
+    params = prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), bs.cfg.n_grids, dev)
+    row["kept_weights"] = bs.cfg.kept_weights
+    row["hidden_widths"] = [bs.cfg.synth_width0, bs.cfg.synth_width1, bs.cfg.synth_width2]
+    row["padded_widths_after_compaction"] = list(params.N[:3])
+    row["o0_channels_padded_after_compaction"] = params.K0
     row["upsampling_ms"] = timed(lambda: upsample(grids_dev, kernel), dev, repeat, warmup)
     up = upsample(grids_dev, kernel)
-    row["synthesis_ms"] = timed(lambda: modulate_and_synthesize(up, fnets.mod, weights), dev, repeat, warmup)
+    sweep = {}
+    for precision in PRECISIONS:
+        for block in BLOCKS:
+            key = f"{precision}_block{block}"
+            try:
+                sweep[key] = {"ms": timed(lambda: run(up, params, block, precision), dev, repeat, warmup)}
+                if ref_image is not None:
+                    got = run(up, params, block, precision).cpu().numpy()
+                    sweep[key]["max_level_diff_vs_reference"] = int(np.abs(got.astype(int) - ref_image).max())
+            except Exception as exc:  # reported, not hidden: a configuration may not compile
+                sweep[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    row["synthesis_sweep"] = sweep
+    ieee = {k: v["ms"] for k, v in sweep.items() if k.startswith("ieee") and "ms" in v}
+    best = min(ieee, key=ieee.get)
+    row["synthesis_config"] = best
+    row["synthesis_ms"] = ieee[best]
     gpu_ms = row["weights_ms"] + row["upsampling_ms"] + row["synthesis_ms"]
     row["total_ms"] = row["entropy_cpu_ms"] + row["upload_ms"] + gpu_ms
     pixels = bs.width * bs.height
     row["synthesis_mpixel_per_s"] = pixels / (row["synthesis_ms"] / 1000) / 1e6
     row["total_mpixel_per_s"] = pixels / (row["total_ms"] / 1000) / 1e6
 
+    row["fused_upsampling_plus_synthesis_ms"] = row["upsampling_ms"] + row["synthesis_ms"]
+    if not eager_baseline:
+        return row
     model = eager_model(bs, nets, masks, dev)
     q = [g.to(dev) for g in grids]
 
-    def eager():
+    def eager_all():
         with torch.no_grad():
             return model.synthesize(model.modulate(model.upsample(q, per_phase=True)))
-    row["eager_upsampling_plus_synthesis_ms"] = timed(eager, dev, repeat, warmup)
-    row["fused_upsampling_plus_synthesis_ms"] = row["upsampling_ms"] + row["synthesis_ms"]
+    with torch.no_grad():
+        upsampled = model.upsample(q, per_phase=True)
+
+    def eager_synthesis():
+        with torch.no_grad():
+            return model.synthesize(model.modulate(upsampled))
+    row["eager_synthesis_ms"] = timed(eager_synthesis, dev, repeat, warmup)
+    row["eager_upsampling_plus_synthesis_ms"] = timed(eager_all, dev, repeat, warmup)
+    row["synthesis_speedup_vs_eager"] = row["eager_synthesis_ms"] / row["synthesis_ms"]
     row["speedup_vs_eager"] = row["eager_upsampling_plus_synthesis_ms"] / row["fused_upsampling_plus_synthesis_ms"]
+    if not compile_baseline:
+        return row
     try:
-        compiled = torch.compile(eager)
+        compiled = torch.compile(eager_all)
         row["compiled_upsampling_plus_synthesis_ms"] = timed(compiled, dev, repeat, warmup + 2)
+        row["speedup_vs_compiled"] = (row["compiled_upsampling_plus_synthesis_ms"]
+                                      / row["fused_upsampling_plus_synthesis_ms"])
     except Exception as exc:  # reported, not hidden: compile support differs per machine
         row["compiled_error"] = f"{type(exc).__name__}: {exc}"[:300]
     return row
@@ -132,6 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-check", action="store_true", help="skip the comparison with the reference decoder")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, for a CPU run under TRITON_INTERPRET=1")
+    p.add_argument("--no-eager", action="store_true", help="skip the PyTorch eager / torch.compile baseline")
     p.add_argument("--out", default="gpu_bench.json")
     args = p.parse_args(argv)
     dev = device()
@@ -140,9 +180,18 @@ def main(argv=None) -> int:
     if args.synthetic_4k:
         w, h = (96, 54) if args.smoke else (3840, 2160)
         cfg = ArchConfig(arm_context=16, arm_width=16)
-        inputs.append((f"synthetic_{w}x{h}", synthetic_bitstream(w, h, cfg, seed=4, latent_spread=1.0)))
-    rows = [bench_file(name, data, dev, args.repeat, args.warmup, check=not args.no_check and "synthetic" not in name)
-            for name, data in inputs]
+        for kept in (0.3, 0.7):
+            c = cfg.replace(kept_weights=kept_weights_for(cfg, kept))
+            inputs.append((f"synthetic_{w}x{h}_k{kept}", synthetic_bitstream(w, h, c, seed=4, latent_spread=1.0)))
+    rows, compiled_sizes = [], set()
+    for name, data in inputs:
+        size = read_bitstream(data).width, read_bitstream(data).height  # torch.compile once per size: minutes
+        rows.append(bench_file(name, data, dev, args.repeat, args.warmup,
+                               check=not args.no_check and "synthetic" not in name, eager_baseline=not args.no_eager,
+                               compile_baseline=size not in compiled_sizes))
+        compiled_sizes.add(size)
+        print(json.dumps(rows[-1]), flush=True)
+        Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))  # partial results survive a timeout
     report = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu (TRITON_INTERPRET)",
               "torch": torch.__version__, "python": platform.python_version(),
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeat": args.repeat, "warmup": args.warmup, "rows": rows}

@@ -2,7 +2,7 @@
 reference), everything after it on the GPU.
 
 Stages, named as in reference.py: parse -> decode_latents (CPU) -> upload -> weights (Philox on
-the device, masked) -> upsample -> modulate + synthesize (fused) -> 8-bit image.
+the device, masked, compacted) -> upsample -> modulate + synthesize (fused) -> 8-bit image.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..decoder.entropy import decode_latents, decode_mask
 from ..decoder.format import read_bitstream, read_networks
 from ..decoder.reference import Decoded, FloatNetworks
 from .philox import masked_weights
-from .synthesis import modulate_and_synthesize
+from .synthesis import prepare, run
 from .upsample import upsample
 
 
@@ -59,6 +59,7 @@ def decode(data: bytes, threads: int | None = None) -> Decoded:
     t3 = time.perf_counter()
     times["upload"] = t3 - t2
     weights = masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev)
+    params = prepare(fnets.mod, weights, bs.cfg.n_grids, dev)
     _sync(dev)
     t4 = time.perf_counter()
     times["weights"] = t4 - t3
@@ -66,7 +67,7 @@ def decode(data: bytes, threads: int | None = None) -> Decoded:
     _sync(dev)
     t5 = time.perf_counter()
     times["upsampling"] = t5 - t4
-    image = modulate_and_synthesize(up, fnets.mod, weights).cpu().numpy()
+    image = run(up, params).cpu().numpy()
     t6 = time.perf_counter()
     times["synthesis"] = t6 - t5
     times["total"] = t6 - t0

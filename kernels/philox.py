@@ -17,14 +17,16 @@ from ..decoder.philox import weight_scale
 BLOCK = 1024
 
 
-@triton.jit
+# Integer arguments equal to 0 or 1 are compiled as constants unless told otherwise; layer must stay
+# a tensor so that it widens to int64 before the shift.
+@triton.jit(do_not_specialize=["seed", "layer"])
 def _philox_words_kernel(out_ptr, seed, layer, n, BLOCK: tl.constexpr):
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     offset = (layer.to(tl.int64) << 32) | idx.to(tl.int64)
     tl.store(out_ptr + idx, tl.randint(seed, offset).to(tl.int32, bitcast=True), mask=idx < n)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed", "layer"])
 def _masked_weights_kernel(out_ptr, mask_ptr, seed, layer, n, scale, BLOCK: tl.constexpr):
     # out, mask: flat (fan_out * fan_in) row-major; scale: float32(sqrt(6 / fan_in)).
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
