@@ -10,18 +10,29 @@ from .imageio import ImageError
 
 
 def _encode(args) -> dict:
-    from .api import encode
+    from pathlib import Path
+
+    from .api import encode, encode_many
     arch = {}
     if args.arm is not None:
         arch.update(arm_context=args.arm[0], arm_width=args.arm[1])
     if args.stripe_height is not None:
         arch.update(stripe_height=args.stripe_height)
-    return encode(args.input, args.output, lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset,
-                  steps=args.steps, seed=args.seed, device=args.device, progress=not args.json,
-                  backend=args.backend, arch=arch, finetune_steps=args.finetune_steps)
+    common = dict(lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset, steps=args.steps, seed=args.seed,
+                  device=args.device, progress=not args.json, backend=args.backend, arch=arch,
+                  finetune_steps=args.finetune_steps)
+    if len(args.input) > 1 or Path(args.output).is_dir() or args.output.endswith(("/", "\\")):
+        return {"files": encode_many(args.input, args.output, batch=args.batch, **common)}
+    return encode(args.input[0], args.output, **common)
 
 
 def _print_encode(s: dict) -> None:
+    if "files" in s:
+        for i, one in enumerate(s["files"]):
+            if i:
+                print()
+            _print_encode(one)
+        return
     rate = s["rate_estimate"]
     b = s["bytes_breakdown"]
     print(f"wrote {s['output']}: {s['bytes']} bytes, {s['bpp']:.4f} bpp (real, from file size)")
@@ -95,7 +106,7 @@ def _eval(args) -> dict:
     return run(args.dataset, [float(x) for x in args.lmbda.split(",")], args.out, preset=args.preset,
                steps=args.steps, crop=args.crop, images=args.images.split(",") if args.images else None,
                codecs=[c for c in args.codecs.split(",") if c], kept_ratio=args.kept_ratio, arch=arch,
-               progress=not args.json)
+               batch=args.batch, device=args.device, progress=not args.json)
 
 
 def _print_eval(report: dict) -> None:
@@ -112,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("encode", help="compress a PNG into a .lotc bitstream")
-    e.add_argument("input")
-    e.add_argument("-o", "--output", required=True)
+    e = sub.add_parser("encode", help="compress PNGs into .lotc bitstreams")
+    e.add_argument("input", nargs="+", help="one PNG, or several (then -o is a folder: one NAME.lotc per input)")
+    e.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    e.add_argument("--batch", type=int, default=8,
+                   help="images of one size trained at once in one batched model (several inputs)")
     e.add_argument("--lmbda", type=float, default=1e-3, help="rate weight: larger = smaller file")
     e.add_argument("--kept-ratio", type=float, default=0.7,
                    help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this)")
@@ -174,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--kept-ratio", type=float, default=0.7)
     ev.add_argument("--arch", nargs="*", metavar="FIELD=INT", help="architecture fields to change")
     ev.add_argument("--out", default="eval_out", help="output folder (finished encodes in it are reused)")
+    ev.add_argument("--batch", type=int, default=8,
+                    help="lambdas of one image trained at once in one batched model")
+    ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(run=_eval, show=_print_eval)
     return p

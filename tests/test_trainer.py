@@ -9,7 +9,7 @@ from lotterycodec.decoder.config import ArchConfig  # noqa: E402
 from lotterycodec.decoder.entropy import substream_plan, unit_contexts  # noqa: E402
 from lotterycodec.trainer.model import LotteryModel, bicubic_phases, kumaraswamy_noise, soft_round  # noqa: E402
 from lotterycodec.trainer.presets import get_preset  # noqa: E402
-from lotterycodec.trainer.train import evaluate, finetune  # noqa: E402
+from lotterycodec.trainer.train import BatchedModel, evaluate, finetune  # noqa: E402
 
 
 def _model(h=21, w=34, **arch):
@@ -65,14 +65,14 @@ def test_global_top_k_keeps_exactly_k():
 
 
 def test_finetune_resets_to_best():
-    m = _model(h=16, w=16)
-    target = torch.rand(16, 16, 3)
-    before = evaluate(m, target, 1e-3)["loss"]
+    m = BatchedModel([_model(h=16, w=16)])
+    target, lmbda = torch.rand(1, 16, 16, 3), torch.tensor([1e-3])
+    before = evaluate(m, target, lmbda)[0]["loss"]
     preset = get_preset("fast")
     import dataclasses
-    finetune(m, target, 1e-3, dataclasses.replace(preset, finetune_steps=20, finetune_lr=0.5),
+    finetune(m, target, lmbda, dataclasses.replace(preset, finetune_steps=20, finetune_lr=0.5),
              progress=False, eval_every=5)
-    assert evaluate(m, target, 1e-3)["loss"] <= before + 1e-7
+    assert evaluate(m, target, lmbda)[0]["loss"] <= before + 1e-7
 
 
 def test_dense_synthesis_ablation_round_trip(small_image):

@@ -16,7 +16,7 @@ from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
 from .presets import get_preset
 from .quantize import integer_masks, quantize_model
-from .train import train
+from .train import BatchedModel, train
 
 
 @dataclass
@@ -54,22 +54,53 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
                  progress: bool = True) -> EncodeResult:
     """image: (H, W, 3) uint8; arch: ArchConfig fields overriding the preset's and the defaults.
     Returns the bytes and a summary of training-side facts."""
+    return encode_arrays([image], [lmbda], [kept_ratio], [seed], preset, steps, device, arch, finetune_steps,
+                         progress)[0]
+
+
+def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float], seeds: list[int],
+                  preset: str = "cpu", steps: int | None = None, device: str = "cpu", arch: dict | None = None,
+                  finetune_steps: int | None = None, progress: bool = True) -> list[EncodeResult]:
+    """B overfits trained at once in one batched model (images of one size; per item its own
+    lambda, kept ratio and seed), then B independent files, each what encode_array would write."""
+    if not images or not len(images) == len(lmbdas) == len(kept_ratios) == len(seeds):
+        raise ValueError("one lambda, kept ratio and seed per image")
+    if len({im.shape[:2] for im in images}) != 1:
+        raise ValueError("a batch holds images of one size: " + ", ".join(
+            sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})))
     t0 = time.perf_counter()
-    height, width = image.shape[:2]
+    height, width = images[0].shape[:2]
     chosen = get_preset(preset)
     if finetune_steps is not None:
         chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
-    cfg = ArchConfig(**{**chosen.arch, **(arch or {})})
-    kept = 0 if cfg.synth_mode == SYNTH_DENSE else kept_weights_for(cfg, kept_ratio)  # dense: no mask
-    cfg = cfg.replace(kept_weights=kept).validate()
+    base = ArchConfig(**{**chosen.arch, **(arch or {})})
     dev = resolve_device(device)
-    torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
-    model = LotteryModel(cfg, height, width, seed).to(dev)
-    target = torch.from_numpy(image.astype(np.float32) / 255.0).to(dev)
-    train_stats = train(model, target, lmbda, chosen, steps, progress)
-    cfg, nets, grids, masks, qstats = quantize_model(model, target, lmbda)
+    items = []
+    for kept_ratio, seed in zip(kept_ratios, seeds):
+        kept = 0 if base.synth_mode == SYNTH_DENSE else kept_weights_for(base, kept_ratio)  # dense: no mask
+        cfg = base.replace(kept_weights=kept).validate()
+        torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
+        model = LotteryModel(cfg, height, width, seed).to(dev)
+        model.noise_generator = torch.Generator(device=dev).manual_seed(seed)
+        items.append(model)
+    targets = torch.stack([torch.from_numpy(im.astype(np.float32) / 255.0) for im in images]).to(dev)
+    batch = BatchedModel(items).to(dev)
+    train_stats = train(batch, targets, torch.tensor(lmbdas, dtype=torch.float32, device=dev), chosen, steps,
+                        progress)
+    batch.unstack_into(items)
+    del batch
     t_train = time.perf_counter() - t0
+    return [_write(model, target, lmbda, stats, preset, steps if steps is not None else chosen.steps,
+                   chosen.finetune_steps, t_train, len(images))
+            for model, target, lmbda, stats in zip(items, targets, lmbdas, train_stats)]
 
+
+def _write(model: LotteryModel, target: torch.Tensor, lmbda: float, train_stats: dict, preset: str, steps: int,
+           finetune_steps: int, t_train: float, batch_size: int) -> EncodeResult:
+    """Quantize one trained item and write its file."""
+    t0 = time.perf_counter()
+    height, width, seed = model.height, model.width, model.seed
+    cfg, nets, grids, masks, qstats = quantize_model(model, target, lmbda)
     net_bytes, net_bits = write_networks(nets)
     counts, mask_words = encode_mask(masks)
     latent_words = encode_latents(grids, nets.arm, cfg)
@@ -82,8 +113,7 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
         per_grid[key] = per_grid.get(key, 0) + 4 * words.size
     summary = {
         "width": width, "height": height, "lmbda": lmbda, "kept_ratio": cfg.kept_weights / cfg.synth_weight_count,
-        "preset": preset, "steps": steps if steps is not None else chosen.steps,
-        "finetune_steps": chosen.finetune_steps, "seed": seed,
+        "preset": preset, "steps": steps, "finetune_steps": finetune_steps, "seed": seed,
         "bytes": len(data), "bpp": 8 * len(data) / pixels,
         "rate_estimate": {
             "latent_bpp_training_estimate": train_stats["latent_bpp_estimate"],
@@ -95,7 +125,8 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
         "psnr_training_float": train_stats["psnr_float"],
         "macs_per_pixel": macs_per_pixel(cfg, height, width),
         "config": dict((f.name, v) for f, v in cfg.fields()),
-        "times": {"encode_s": time.perf_counter() - t0, "train_s": t_train},
+        # train_s is the whole batch's training, shared by its batch_size items
+        "times": {"encode_s": t_train + time.perf_counter() - t0, "train_s": t_train, "batch_size": batch_size},
     }
     return EncodeResult(data, summary, model, grids, cfg, net_bytes, latent_words)
 

@@ -44,10 +44,10 @@ def soft_round(x: torch.Tensor, t: float) -> torch.Tensor:
     return fl + 0.5 + 0.5 * torch.tanh(r / t) / math.tanh(0.5 / t)
 
 
-def kumaraswamy_noise(shape, a: float, device) -> torch.Tensor:
+def kumaraswamy_noise(shape, a: float, device, generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise in (-1/2, 1/2) with mode 0; a = 1 is uniform, larger a is more peaked."""
     b = (2 ** a * (a - 1) + 1) / a  # makes the mode of Kumaraswamy(a, b) equal 1/2
-    u = torch.rand(shape, device=device).clamp(1e-6, 1 - 1e-6)
+    u = torch.rand(shape, device=device, generator=generator).clamp(1e-6, 1 - 1e-6)
     return (1 - (1 - u) ** (1 / b)) ** (1 / a) - 0.5
 
 
@@ -87,6 +87,9 @@ class LotteryModel(nn.Module):
         ys, xs = np.meshgrid(coordinates(height), coordinates(width), indexing="ij")
         self.register_buffer("coords", torch.from_numpy(np.stack([xs.ravel(), ys.ravel()], 1)).contiguous())
         self._context_masks = self._stripe_masks()
+        # Quantization noise comes from the model's own generator, so an item trains the same
+        # alone or in a batch (trainer.train); None: the global generator.
+        self.noise_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ latents and rate
     def _stripe_masks(self) -> list[torch.Tensor | None]:
@@ -107,7 +110,8 @@ class LotteryModel(nn.Module):
         for y in self.latents:
             x = y * self.gain
             if mode == "noise":
-                q = soft_round(soft_round(x, temperature) + kumaraswamy_noise(x.shape, noise_a, x.device),
+                q = soft_round(soft_round(x, temperature) + kumaraswamy_noise(x.shape, noise_a, x.device,
+                                                                              self.noise_generator),
                                temperature)
             elif mode == "ste":
                 q = x + (torch.round(x) - x).detach()

@@ -1,0 +1,115 @@
+"""Batched encoding: B items in one model train exactly as B separate runs, with no coupling."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lotterycodec.decoder import reference  # noqa: E402
+from lotterycodec.decoder.api import psnr  # noqa: E402
+from lotterycodec.decoder.config import ArchConfig  # noqa: E402
+from lotterycodec.trainer.encode import encode_array, encode_arrays  # noqa: E402
+from lotterycodec.trainer.model import LotteryModel  # noqa: E402
+from lotterycodec.trainer.train import BatchedModel, clip_per_item  # noqa: E402
+
+
+def _items(kept=(900, 400, 1300), seeds=(3, 4, 5), h=19, w=26, **arch):
+    items = []
+    for k, s in zip(kept, seeds):
+        torch.manual_seed(s)
+        cfg = ArchConfig(**{"stripe_height": 4, "shared_max_pixels": 30, "kept_weights": k, **arch})
+        m = LotteryModel(cfg, h, w, seed=s)
+        with torch.no_grad():
+            for y in m.latents:
+                y.copy_(torch.randn_like(y) * 0.4)
+        m.noise_generator = torch.Generator().manual_seed(s)
+        items.append(m)
+    return items
+
+
+@pytest.mark.parametrize("mode", ["hard", "noise", "ste"])
+def test_batched_forward_equals_each_item(mode):
+    items = _items()
+    batch = BatchedModel(items)
+    images, rates = batch(mode=mode, temperature=0.2, noise_a=1.5)
+    for m in items:  # the item generators restart: the batch drew each item's noise from its own
+        m.noise_generator.manual_seed(m.seed)
+    for b, m in enumerate(items):
+        image, rate = m(mode=mode, temperature=0.2, noise_a=1.5)
+        assert torch.allclose(images[b], image, atol=2e-5), b
+        assert torch.allclose(rates[b], rate, rtol=1e-5), b
+
+
+def test_dense_ablation_batches_too():
+    items = _items(kept=(0, 0), seeds=(1, 2), synth_mode=1)
+    images, _ = BatchedModel(items)(mode="hard")
+    for b, m in enumerate(items):
+        assert torch.allclose(images[b], m(mode="hard")[0], atol=2e-5)
+
+
+def test_unstack_round_trip():
+    items = _items()
+    batch = BatchedModel(items)
+    with torch.no_grad():
+        for p in batch.parameters():
+            p.add_(0.01)
+    batch.unstack_into(items)
+    images, _ = batch(mode="hard")
+    for b, m in enumerate(items):
+        assert torch.allclose(images[b], m(mode="hard")[0], atol=2e-5)
+
+
+def test_clipping_is_per_item():
+    a = torch.zeros(2, 3, requires_grad=True)
+    b = torch.zeros(2, 4, requires_grad=True)
+    a.grad = torch.tensor([[30.0, 0, 0], [0.3, 0, 0]])
+    b.grad = torch.tensor([[0, 40.0, 0, 0], [0, 0.4, 0, 0]])
+    norms = clip_per_item([a, b], 10.0)
+    assert torch.allclose(norms, torch.tensor([50.0, 0.5]))
+    assert torch.allclose(a.grad[0], torch.tensor([6.0, 0, 0]), atol=1e-4)  # item 0 clipped to norm 10
+    assert torch.equal(a.grad[1], torch.tensor([0.3, 0, 0]))                # item 1 untouched
+
+
+def test_one_size_per_batch(small_image):
+    with pytest.raises(ValueError, match="one size"):
+        encode_arrays([small_image, small_image[:16]], [1e-3] * 2, [0.7] * 2, [1, 2], preset="fast", steps=1,
+                      progress=False)
+
+
+def test_batch_of_three_matches_three_single_runs(bundled_image):
+    """Same seeds, 32x32, 50 steps: each item of one B = 3 run decodes within 0.05 dB of its own run."""
+    crops = [np.ascontiguousarray(bundled_image[y:y + 32, x:x + 32]) for y, x in ((0, 0), (48, 40), (90, 70))]
+    lmbdas, kept, seeds = [1e-3, 4e-3, 1e-2], [0.7, 0.5, 0.3], [11, 12, 13]
+    common = dict(preset="fast", steps=50, arch=dict(stripe_height=8, shared_max_pixels=64), progress=False)
+    batched = encode_arrays(crops, lmbdas, kept, seeds, **common)
+    for crop, lm, k, s, got in zip(crops, lmbdas, kept, seeds, batched):
+        single = encode_array(crop, lmbda=lm, kept_ratio=k, seed=s, **common)
+        p_single = psnr(reference.decode(single.data).image, crop)
+        p_batched = psnr(reference.decode(got.data).image, crop)
+        assert abs(p_single - p_batched) <= 0.05, (p_single, p_batched)
+        assert got.summary["times"]["batch_size"] == 3 and single.summary["times"]["batch_size"] == 1
+        assert got.cfg.kept_weights == single.cfg.kept_weights
+
+
+def test_cli_encodes_several_inputs_into_a_folder(tmp_path, bundled_image, capsys):
+    import json
+
+    from PIL import Image
+
+    from lotterycodec.decoder.cli import main
+    inputs = []
+    for name, (h, w) in {"a": (16, 16), "b": (16, 16), "c": (12, 20)}.items():
+        Image.fromarray(np.ascontiguousarray(bundled_image[:h, :w])).save(tmp_path / f"{name}.png")
+        inputs.append(str(tmp_path / f"{name}.png"))
+    out = tmp_path / "out"
+    assert main(["encode", *inputs, "-o", str(out), "--preset", "fast", "--steps", "3", "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [f["output"] for f in files] == [str(out / f"{n}.lotc") for n in "abc"]
+    assert [f["times"]["batch_size"] for f in files] == [2, 2, 1]  # a and b share a batch
+    for f, (h, w) in zip(files, [(16, 16), (16, 16), (12, 20)]):
+        assert reference.decode((out / Path(f["output"]).name).read_bytes()).image.shape == (h, w, 3)
+    (tmp_path / "x").mkdir()
+    Image.fromarray(np.ascontiguousarray(bundled_image[:8, :8])).save(tmp_path / "x" / "a.png")
+    assert main(["encode", inputs[0], str(tmp_path / "x" / "a.png"), "-o", str(out), "--steps", "1"]) == 1
+    assert "same file" in capsys.readouterr().err
