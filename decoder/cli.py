@@ -106,7 +106,8 @@ def _eval(args) -> dict:
     return run(args.dataset, [float(x) for x in args.lmbda.split(",")], args.out, preset=args.preset,
                steps=args.steps, crop=args.crop, images=args.images.split(",") if args.images else None,
                codecs=[c for c in args.codecs.split(",") if c], kept_ratio=args.kept_ratio, arch=arch,
-               batch=args.batch, device=args.device, progress=not args.json)
+               batch=args.batch, device=args.device, cluster=args.cluster, workers=args.workers, retries=args.retries,
+               progress=not args.json)
 
 
 def _print_eval(report: dict) -> None:
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=int, default=8,
                     help="lambdas of one image trained at once in one batched model")
     ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ev.add_argument("--cluster", default=None, metavar="ADDRESS",
+                    help="Dask scheduler (tcp://host:8786) that runs the encode jobs (pip install '.[cluster]')")
+    ev.add_argument("--workers", type=int, default=1, help="local worker processes when no --cluster")
+    ev.add_argument("--retries", type=int, default=2, help="tries after a failed encode job")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(run=_eval, show=_print_eval)
     return p

@@ -137,25 +137,21 @@ def _finished(files: Path, name: str, lmbda: float, settings: dict) -> dict | No
     return record if record is not None and record.get("settings") == settings else None
 
 
-def encode_missing(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings: dict, batch: int,
-                   device: str, progress: bool) -> None:
-    """Encodes the lambdas of one image that have no finished file, ``batch`` at a time in one
-    batched model; a file's record is written last and marks it finished."""
-    from .encode import encode_arrays
+def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings: dict, batch: int,
+                 device: str) -> list:
+    """The lambdas of one image without a finished file, ``batch`` per job (one batched training)."""
+    from .jobs import EncodeJob
     todo = [lm for lm in lmbdas if _finished(files, name, lm, settings) is None]
-    for start in range(0, len(todo), batch):
-        chunk = todo[start:start + batch]
-        results = encode_arrays([image] * len(chunk), chunk, [settings["kept_ratio"]] * len(chunk), [1] * len(chunk),
-                                settings["preset"], settings["steps"], device, settings["arch"],
-                                progress=progress)
-        for lmbda, result in zip(chunk, results):
-            path, record_path = _paths(files, name, lmbda)
-            path.write_bytes(result.data)
-            t = result.summary["times"]
-            # a batch's training time is shared by its items
-            encoding_time = t["train_s"] / t["batch_size"] + t["encode_s"] - t["train_s"]
-            record = {"settings": settings, "encoding_time": encoding_time, "summary": result.summary}
-            record_path.write_text(json.dumps(record, indent=1))
+    return [EncodeJob(name, image, todo[i:i + batch], settings, device) for i in range(0, len(todo), batch)]
+
+
+def store(files: Path, settings: dict, items: list) -> None:
+    """Writes finished encodes; a file's record is written last and marks it finished."""
+    for item in items:
+        path, record_path = _paths(files, item.name, item.lmbda)
+        path.write_bytes(item.data)
+        record = {"settings": settings, "encoding_time": item.encoding_time, "summary": item.summary}
+        record_path.write_text(json.dumps(record, indent=1))
 
 
 def our_row(name: str, image: np.ndarray, lmbda: float, files: Path, settings: dict) -> Row:
@@ -247,8 +243,11 @@ def versions() -> dict[str, str]:
 def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps: int | None = None,
         crop: int = 0, images: list[str] | None = None, codecs: list[str] | None = None,
         kept_ratio: float = 0.7, arch: dict | None = None, batch: int = 8, device: str = "cpu",
-        progress: bool = True, log=print) -> dict:
+        cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print) -> dict:
+    """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes."""
     from tqdm import tqdm
+
+    from .jobs import run_jobs
 
     codecs = list(CLASSICAL) if codecs is None else codecs
     unknown = set(codecs) - set(CLASSICAL)
@@ -271,20 +270,25 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     # only when this matches its record.
     settings = {"preset": preset, "preset_definition": dataclasses.asdict(get_preset(preset)), "steps": steps,
                 "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {}}
-    rows: list[Row] = []
-    jobs = [(p, lm) for p in paths for lm in lmbdas]
-    bar = tqdm(total=len(jobs), desc="eval", unit="encode", disable=not progress)
+    loaded = {}
     for path in paths:
         image = load_image(path)
-        image = center_crop(image, crop) if crop else image
-        encode_missing(path.stem, image, lmbdas, files, settings, batch, device, progress)
+        loaded[path.stem] = center_crop(image, crop) if crop else image
+    jobs = [job for name, image in loaded.items()
+            for job in missing_jobs(name, image, lmbdas, files, settings, batch, device)]
+    resources = {"GPU": 1} if device == "cuda" else None  # a cluster's GPU workers declare --resources GPU=1
+    run_jobs(jobs, lambda items: store(files, settings, items), cluster=cluster, workers=workers, retries=retries,
+             resources=resources, progress=progress)
+    rows: list[Row] = []
+    bar = tqdm(total=len(loaded) * len(lmbdas), desc="measure", unit="file", disable=not progress)
+    for name, image in loaded.items():
         for lmbda in lmbdas:
-            rows.append(our_row(path.stem, image, lmbda, files, settings))
-            bar.set_postfix(image=path.stem, lmbda=f"{lmbda:g}", bpp=f"{rows[-1].bpp:.3f}",
+            rows.append(our_row(name, image, lmbda, files, settings))
+            bar.set_postfix(image=name, lmbda=f"{lmbda:g}", bpp=f"{rows[-1].bpp:.3f}",
                             psnr=f"{rows[-1].psnr_rgb:.2f}")
             bar.update()
         for codec in codecs:
-            rows.extend(classical_rows(codec, path.stem, image))
+            rows.extend(classical_rows(codec, name, image))
     bar.close()
 
     curves = curves_of(rows)
@@ -297,6 +301,7 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
           for test in compared}
     report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
               "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
+              "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
               "classical": {c: CLASSICAL[c][2] for c in codecs}, "versions": versions(),
               "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
               "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
