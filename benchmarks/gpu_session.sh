@@ -3,7 +3,8 @@
 # numpy, pillow, pytest, hypothesis already installed; constriction missing). Prepare here first:
 #   pip download constriction==0.5.0 --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux2014_x86_64 --no-deps -d local/wheels
-# then run `bash benchmarks/gpu_session.sh` through the device tool with carry: ["local/wheels"].
+# and copy some Kodak PNGs into local/kodak, then run `bash benchmarks/gpu_session.sh` through the
+# device tool with carry: ["local/wheels", "local/kodak"].
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
@@ -17,3 +18,5 @@ time python3 -m pytest -q -x tests/test_kernels_philox.py tests/test_kernels_ups
 time timeout "${BENCH_TIMEOUT:-360}" python3 benchmarks/gpu_bench.py \
     --files results/bench_kodim14/kodim14_k0.3.lotc results/bench_kodim14/kodim14_k0.7.lotc \
     --synthetic-4k --out "$OUT/gpu_bench.json" ${BENCH_ARGS:-}
+time timeout "${TRAIN_TIMEOUT:-240}" python3 benchmarks/encode_throughput.py local/kodak --crop 256 --steps 200 \
+    --batches 1,4,16,64 --device cuda --out "$OUT"      # batched training: images/hour per B

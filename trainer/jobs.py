@@ -42,8 +42,9 @@ def run_encode_job(job: EncodeJob, progress: bool = False) -> list[EncodedItem]:
     import torch
 
     from .encode import encode_arrays
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    threads = job.threads or _dask_worker_threads()
+    if threads:
+        torch.set_num_threads(threads)
     s = job.settings
     results = encode_arrays([job.image] * len(job.lmbdas), job.lmbdas, [s["kept_ratio"]] * len(job.lmbdas),
                             [1] * len(job.lmbdas), s["preset"], s["steps"], job.device, s["arch"], progress=progress)
@@ -129,6 +130,15 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
         bar.close()
         executor.shutdown()
     _raise_failures(failures, retries)
+
+
+def _dask_worker_threads() -> int:
+    """In a Dask worker, the threads it was started with (torch would otherwise take every core)."""
+    try:
+        from distributed import get_worker
+        return get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return 0
 
 
 def _raise_failures(failures: list[str], retries: int) -> None:
