@@ -51,6 +51,148 @@ def kumaraswamy_noise(shape, a: float, device, generator: torch.Generator | None
     return (1 - (1 - u) ** (1 / b)) ** (1 / a) - 0.5
 
 
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+# ---------------------------------------------------------------------- the computation
+# One definition, on a leading item axis B: LotteryModel runs it with B = 1, the batched trainer
+# (train.BatchedModel) on B stacked items.
+
+def quantize_latents(latents: list[torch.Tensor], gain: float, bound: int, mode: str, temperature: float,
+                     noise_a: float, generators: list) -> list[torch.Tensor]:
+    """latents: (B, h, w) per grid; noise for item b from generators[b] (None: the global one)."""
+    out = []
+    for y in latents:
+        x = y * gain
+        if mode == "noise":
+            noise = torch.stack([kumaraswamy_noise(x.shape[1:], noise_a, x.device, g) for g in generators])
+            q = soft_round(soft_round(x, temperature) + noise, temperature)
+        elif mode == "ste":
+            q = x + (torch.round(x) - x).detach()
+        else:
+            q = torch.round(x)
+        out.append(q.clamp(-bound, bound - 1))
+    return out
+
+
+def latent_contexts(v: torch.Tensor, n_context: int, stripe_mask: torch.Tensor | None) -> torch.Tensor:
+    """v: (B, h, w) -> (B, h*w, n_context) causal contexts, zero outside the grid and, with
+    stripe_mask ((n_context, h, 1)), above the pixel's stripe."""
+    B, h, w = v.shape
+    if not n_context:
+        return v.new_zeros(B, h * w, 0)
+    padded = F.pad(v, (4, 4, 4, 0))
+    ctx = torch.stack([padded[:, 4 - dy:4 - dy + h, 4 - dx:4 - dx + w] for dy, dx in CONTEXT_OFFSETS[:n_context]],
+                      dim=-1)
+    if stripe_mask is not None:
+        ctx = ctx * stripe_mask.to(ctx.device).permute(1, 2, 0)[None]
+    return ctx.reshape(B, h * w, n_context)
+
+
+def arm_forward(ctx: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]):
+    """ctx (B, N, C); weights (B, out, in), biases (B, out) per layer -> mu, log2 scale (B, N)."""
+    x = ctx
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        x = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
+        if l < len(weights) - 1:
+            x = F.relu(x)
+    return x[..., 0], x[..., 1]
+
+
+def rate_bits(q: list[torch.Tensor], mu: torch.Tensor, log2_scale: torch.Tensor) -> torch.Tensor:
+    """(B,) training estimate of the latent rate: continuous Laplace, -log2 of each bin."""
+    inv_b = torch.exp2(-log2_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+    u = (torch.cat([v.reshape(v.shape[0], -1) for v in q], dim=1) - mu).abs()
+    near = torch.exp(-(u - 0.5).abs() * inv_b)
+    far = torch.exp(-(u + 0.5) * inv_b)
+    p = torch.where(u >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
+    return -torch.log2(p.clamp_min(2.0 ** -24)).sum(dim=1)
+
+
+def upsample(q: list[torch.Tensor], kernel: torch.Tensor, shapes: list[tuple[int, int]],
+             per_phase: bool = False) -> torch.Tensor:
+    """q: (B, h, w) per grid, kernel (B, 2, 2, T, T) -> (B, L, H, W): cumulative 2x steps from the
+    coarsest grid, each (item, channel) its own conv group.
+
+    Training embeds the four T x T phase kernels in one (T+1) x (T+1) conv (fastest on CPU);
+    ``per_phase`` runs one T x T conv per phase instead, spending exactly the decoder's multiplies
+    (what a FLOP counter should see). Both compute the same values."""
+    B, taps = kernel.shape[0], kernel.shape[-1]
+    if not per_phase:
+        embedded = kernel.new_zeros(B, 4, 1, taps + 1, taps + 1)
+        for a in range(2):
+            for b in range(2):
+                embedded[:, 2 * a + b, 0, a:a + taps, b:b + taps] = kernel[:, a, b]
+    acc = q[-1][:, None]
+    for lvl in range(len(q) - 2, -1, -1):
+        h, w = shapes[lvl]
+        c, hi, wi = acc.shape[1:]
+        pad = taps // 2
+        x = F.pad(acc, (pad,) * 4, mode="replicate").reshape(1, B * c, hi + 2 * pad, wi + 2 * pad)
+        if per_phase:
+            phases = [F.conv2d(x[:, :, a:a + hi + taps - 1, b:b + wi + taps - 1],
+                               kernel[:, a, b][:, None, None].expand(B, c, 1, taps, taps).reshape(B * c, 1, taps, taps),
+                               groups=B * c).reshape(B, c, hi, wi)
+                      for a in range(2) for b in range(2)]
+            y = torch.stack(phases, dim=2).reshape(B, 4 * c, hi, wi)
+        else:
+            weight = embedded[:, None].expand(B, c, 4, 1, taps + 1, taps + 1).reshape(B * c * 4, 1, taps + 1, taps + 1)
+            y = F.conv2d(x, weight, groups=B * c).reshape(B, 4 * c, hi, wi)
+        acc = F.pixel_shuffle(y, 2)[:, :, :h, :w]
+        acc = torch.cat([q[lvl][:, None], acc], dim=1)
+    return acc
+
+
+def modulate(up: torch.Tensor, mod: list[torch.Tensor]) -> list[torch.Tensor]:
+    """up (B, L, H, W); mod: w0, b0, w1, b1, w2, b2, w3, b3 with a leading B -> o0..o3 (B, c, H*W)."""
+    w0, b0, w1, b1, w2, b2, w3, b3 = mod
+    B, _, height, width = up.shape
+
+    def res3x3(x, w, b):
+        c = x.shape[1]
+        y = F.conv2d(F.pad(x.reshape(1, B * c, height, width), (1, 1, 1, 1), mode="replicate"),
+                     w.reshape(B * c, c, 3, 3), b.reshape(-1), groups=B)
+        return _gelu(y.reshape(x.shape) + x)
+
+    o0 = _gelu(torch.baddbmm(b0[:, :, None], w0, up.reshape(B, up.shape[1], -1)))
+    o1 = _gelu(torch.baddbmm(b1[:, :, None], w1, o0))
+    o2 = res3x3(o1, w2, b2)
+    o3 = res3x3(o2, w3, b3)
+    return [o0, o1, o2, o3]
+
+
+def top_k_masks(scores: list[torch.Tensor], kept: list[int]) -> list[torch.Tensor]:
+    """scores (B, out, in) per layer; item b keeps the top kept[b] of its own scores over all
+    layers; straight-through gradient to the scores."""
+    B = scores[0].shape[0]
+    flat = torch.cat([s.reshape(B, -1) for s in scores], dim=1)
+    keep = torch.zeros_like(flat)
+    for b, k in enumerate(kept):
+        if k:
+            keep[b, torch.topk(flat[b].detach(), k).indices] = 1.0
+    keep = keep + flat - flat.detach()
+    return [k.reshape(s.shape) for k, s in zip(torch.split(keep, [s[0].numel() for s in scores], dim=1), scores)]
+
+
+def synthesize(coords: torch.Tensor, weights: list[torch.Tensor], mods: list[torch.Tensor], height: int,
+               width: int) -> torch.Tensor:
+    """Masked random MLP, channel-first: layer l adds W_mod @ [rewind modulation] to W_h @ h.
+    coords (H*W, 2), weights (B, out, in), mods (B, c, H*W) -> (B, H, W, 3) in [0, 1]."""
+    B = weights[0].shape[0]
+    rewind = [torch.cat(mods[::-1][:k + 1], dim=1) for k in range(1, 4)]
+    h = coords.T.expand(B, -1, -1)
+    for l, w in enumerate(weights):
+        if l:
+            n = h.shape[1]
+            h = torch.bmm(w[:, :, :n], h) + torch.bmm(w[:, :, n:], rewind[l - 1])
+        else:
+            h = torch.bmm(w, h)
+        if l < len(weights) - 1:
+            h = _gelu(h)
+    return torch.sigmoid(2 * h).transpose(1, 2).reshape(B, height, width, 3)
+
+
 class LotteryModel(nn.Module):
     def __init__(self, cfg: ArchConfig, height: int, width: int, seed: int, gain: float = 16.0):
         super().__init__()
@@ -105,106 +247,34 @@ class LotteryModel(nn.Module):
         return masks
 
     def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0):
-        A = self.cfg.latent_bound
-        out = []
-        for y in self.latents:
-            x = y * self.gain
-            if mode == "noise":
-                q = soft_round(soft_round(x, temperature) + kumaraswamy_noise(x.shape, noise_a, x.device,
-                                                                              self.noise_generator),
-                               temperature)
-            elif mode == "ste":
-                q = x + (torch.round(x) - x).detach()
-            else:
-                q = torch.round(x)
-            out.append(q.clamp(-A, A - 1))
-        return out
+        q = quantize_latents([y[None] for y in self.latents], self.gain, self.cfg.latent_bound, mode, temperature,
+                             noise_a, [self.noise_generator])
+        return [v[0] for v in q]
 
     def contexts(self, g: int, v: torch.Tensor) -> torch.Tensor:
-        h, w = v.shape
-        padded = F.pad(v, (4, 4, 4, 0))
-        ctx = torch.stack([padded[4 - dy:4 - dy + h, 4 - dx:4 - dx + w]
-                           for dy, dx in CONTEXT_OFFSETS[:self.cfg.arm_context]]) if self.cfg.arm_context \
-            else v.new_zeros(0, h, w)
-        if self._context_masks[g] is not None:
-            ctx = ctx * self._context_masks[g].to(ctx.device)
-        return ctx.reshape(ctx.shape[0], -1).T
+        return latent_contexts(v[None], self.cfg.arm_context, self._context_masks[g])[0]
 
     def arm_forward(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = ctx
-        for l, layer in enumerate(self.arm):
-            x = layer(x)
-            if l < len(self.arm) - 1:
-                x = F.relu(x)
-        return x[:, 0], x[:, 1]
+        mu, log2_scale = arm_forward(ctx[None], [layer.weight[None] for layer in self.arm],
+                                     [layer.bias[None] for layer in self.arm])
+        return mu[0], log2_scale[0]
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Training estimate of the latent rate: continuous Laplace, -log2 of each bin."""
-        ctx = torch.cat([self.contexts(g, v) for g, v in enumerate(q)])
-        mu, ls = self.arm_forward(ctx)
-        inv_b = torch.exp2(-ls.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
-        u = (torch.cat([v.reshape(-1) for v in q]) - mu).abs()
-        near = torch.exp(-(u - 0.5).abs() * inv_b)
-        far = torch.exp(-(u + 0.5) * inv_b)
-        p = torch.where(u >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
-        return -torch.log2(p.clamp_min(2.0 ** -24)).sum()
+        mu, log2_scale = self.arm_forward(torch.cat([self.contexts(g, v) for g, v in enumerate(q)]))
+        return rate_bits([v[None] for v in q], mu[None], log2_scale[None])[0]
 
     # ------------------------------------------------------------------ synthesis side
     def upsample(self, q: list[torch.Tensor], per_phase: bool = False) -> torch.Tensor:
-        """Cumulative 2x steps from the coarsest grid, each channel its own conv group.
-
-        Training embeds the four T x T phase kernels in one (T+1) x (T+1) conv (fastest on
-        CPU); ``per_phase`` runs one T x T conv per phase instead, spending exactly the decoder's
-        multiplies (what a FLOP counter should see). Both compute the same values.
-        """
-        taps = self.cfg.ups_taps
-        if not per_phase:
-            embedded = self.ups_kernel.new_zeros(4, 1, taps + 1, taps + 1)
-            for a in range(2):
-                for b in range(2):
-                    embedded[2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[a, b]
-        acc = q[-1][None, None]
-        for lvl in range(len(q) - 2, -1, -1):
-            h, w = self.shapes[lvl]
-            c, hi, wi = acc.shape[1:]
-            x = F.pad(acc, (taps // 2,) * 4, mode="replicate")
-            if per_phase:
-                phases = [F.conv2d(x[:, :, a:a + hi + taps - 1, b:b + wi + taps - 1],
-                                   self.ups_kernel[a, b].expand(c, 1, taps, taps), groups=c)
-                          for a in range(2) for b in range(2)]
-                y = torch.stack(phases, dim=2).reshape(1, 4 * c, hi, wi)
-            else:
-                y = F.conv2d(x, embedded.repeat(c, 1, 1, 1), groups=c)
-            acc = F.pixel_shuffle(y, 2)[:, :, :h, :w]
-            acc = torch.cat([q[lvl][None, None], acc], dim=1)
-        return acc[0]
+        return upsample([v[None] for v in q], self.ups_kernel[None], self.shapes, per_phase)[0]
 
     def modulate(self, up: torch.Tensor) -> list[torch.Tensor]:
         """Outputs o0..o3 as (channels, H*W) matrices."""
-        w0, b0, w1, b1, w2, b2, w3, b3 = self.mod
-        hw = (self.height, self.width)
-        gelu = lambda x: F.gelu(x, approximate="tanh")  # noqa: E731
-
-        def res3x3(x, w, b):
-            y = F.conv2d(F.pad(x.reshape(1, -1, *hw), (1, 1, 1, 1), mode="replicate"), w, b)
-            return gelu(y.reshape(x.shape) + x)
-
-        o0 = gelu(torch.addmm(b0[:, None], w0, up.reshape(up.shape[0], -1)))
-        o1 = gelu(torch.addmm(b1[:, None], w1, o0))
-        o2 = res3x3(o1, w2, b2)
-        o3 = res3x3(o2, w3, b3)
-        return [o0, o1, o2, o3]
+        return [o[0] for o in modulate(up[None], [p[None] for p in self.mod])]
 
     def masks(self, kept: int | None = None) -> list[torch.Tensor]:
         """Global top-k (kept, default the config's) over all scores; straight-through gradient."""
         kept = self.cfg.kept_weights if kept is None else kept
-        flat = torch.cat([s.reshape(-1) for s in self.scores])
-        keep = torch.zeros_like(flat)
-        if kept:
-            keep[torch.topk(flat.detach(), kept).indices] = 1.0
-        keep = keep + flat - flat.detach()
-        return [k.reshape(s.shape) for k, s in zip(torch.split(keep, [s.numel() for s in self.scores]),
-                                                    self.scores)]
+        return [m[0] for m in top_k_masks([s[None] for s in self.scores], [kept])]
 
     def synthesis_layers(self) -> list[torch.Tensor]:
         """The weights the synthesis multiplies: masked random ones, or the trained dense ones."""
@@ -213,20 +283,8 @@ class LotteryModel(nn.Module):
         return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(self.masks())]
 
     def synthesize(self, mods: list[torch.Tensor]) -> torch.Tensor:
-        """Masked random MLP, channel-first: layer l adds W_mod @ [rewind modulation] to W_h @ h."""
-        rewind = [torch.cat(mods[::-1][:k + 1], dim=0) for k in range(1, 4)]
-        h = self.coords.T
-        weights = self.synthesis_layers()
-        n_layers = len(weights)
-        for l, w in enumerate(weights):
-            if l:
-                width = h.shape[0]
-                h = w[:, :width] @ h + w[:, width:] @ rewind[l - 1]
-            else:
-                h = w @ h
-            if l < n_layers - 1:
-                h = F.gelu(h, approximate="tanh")
-        return torch.sigmoid(2 * h).T.reshape(self.height, self.width, 3)
+        return synthesize(self.coords, [w[None] for w in self.synthesis_layers()], [m[None] for m in mods],
+                          self.height, self.width)[0]
 
     def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0,
                 with_rate: bool = True):

@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..decoder.config import CONTEXT_OFFSETS, SYNTH_DENSE
-from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, LotteryModel, kumaraswamy_noise, soft_round
+from ..decoder.config import SYNTH_DENSE
+from .model import (LotteryModel, arm_forward, latent_contexts, modulate, quantize_latents, rate_bits, synthesize,
+                    top_k_masks, upsample)
 from .presets import Preset
 
 GRAD_CLIP = 10.0
@@ -28,10 +28,6 @@ GRAD_CLIP = 10.0
 
 def psnr_from_mse(mse: float) -> float:
     return 10 * math.log10(1 / mse) if mse > 0 else 100.0
-
-
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
 
 
 class BatchedModel(nn.Module):
@@ -62,8 +58,7 @@ class BatchedModel(nn.Module):
                 self.register_buffer(f"random_weight{l}",
                                      torch.stack([getattr(m, f"random_weight{l}") for m in items]))
         self.register_buffer("coords", first.coords)
-        # (C, h, 1) stripe masks -> (1, h, 1, C) for contexts laid out (B, h, w, C)
-        self._context_masks = [None if m is None else m.permute(1, 2, 0)[None] for m in first._context_masks]
+        self._context_masks = first._context_masks
 
     @property
     def batch(self) -> int:
@@ -84,135 +79,27 @@ class BatchedModel(nn.Module):
             for p, s in zip(list(m.dense) + list(m.scores), list(self.dense) + list(self.scores)):
                 p.copy_(s[b])
 
-    # ------------------------------------------------------------------ latents and rate
+    # ------------------------------------------------------------------ the model's computation
     def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0) -> list[torch.Tensor]:
-        A = self.cfg.latent_bound
-        out = []
-        for y in self.latents:
-            x = y * self.gain
-            if mode == "noise":
-                noise = torch.stack([kumaraswamy_noise(x.shape[1:], noise_a, x.device, g) for g in self.generators])
-                q = soft_round(soft_round(x, temperature) + noise, temperature)
-            elif mode == "ste":
-                q = x + (torch.round(x) - x).detach()
-            else:
-                q = torch.round(x)
-            out.append(q.clamp(-A, A - 1))
-        return out
-
-    def contexts(self, g: int, v: torch.Tensor) -> torch.Tensor:
-        """v: (B, h, w) -> (B, h*w, C) causal contexts."""
-        B, h, w = v.shape
-        if not self.cfg.arm_context:
-            return v.new_zeros(B, h * w, 0)
-        padded = F.pad(v, (4, 4, 4, 0))
-        ctx = torch.stack([padded[:, 4 - dy:4 - dy + h, 4 - dx:4 - dx + w]
-                           for dy, dx in CONTEXT_OFFSETS[:self.cfg.arm_context]], dim=-1)
-        if self._context_masks[g] is not None:
-            ctx = ctx * self._context_masks[g].to(ctx.device)
-        return ctx.reshape(B, h * w, -1)
-
-    def arm_forward(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = ctx
-        last = len(self.arm_weights) - 1
-        for l, (w, b) in enumerate(zip(self.arm_weights, self.arm_biases)):
-            x = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
-            if l < last:
-                x = F.relu(x)
-        return x[..., 0], x[..., 1]
+        return quantize_latents(list(self.latents), self.gain, self.cfg.latent_bound, mode, temperature, noise_a,
+                                self.generators)
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """(B,) training estimates of the latent rate (continuous Laplace, -log2 of each bin)."""
-        ctx = torch.cat([self.contexts(g, v) for g, v in enumerate(q)], dim=1)
-        mu, ls = self.arm_forward(ctx)
-        inv_b = torch.exp2(-ls.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
-        u = (torch.cat([v.reshape(v.shape[0], -1) for v in q], dim=1) - mu).abs()
-        near = torch.exp(-(u - 0.5).abs() * inv_b)
-        far = torch.exp(-(u + 0.5) * inv_b)
-        p = torch.where(u >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
-        return -torch.log2(p.clamp_min(2.0 ** -24)).sum(dim=1)
-
-    # ------------------------------------------------------------------ synthesis side
-    def upsample(self, q: list[torch.Tensor], per_phase: bool = False) -> torch.Tensor:
-        """(B, L, H, W); the same two forms as LotteryModel.upsample, each item its own kernel."""
-        taps, B = self.cfg.ups_taps, self.batch
-        if not per_phase:
-            embedded = self.ups_kernel.new_zeros(B, 4, 1, taps + 1, taps + 1)
-            for a in range(2):
-                for b in range(2):
-                    embedded[:, 2 * a + b, 0, a:a + taps, b:b + taps] = self.ups_kernel[:, a, b]
-        acc = q[-1][:, None]
-        for lvl in range(len(q) - 2, -1, -1):
-            h, w = self.shapes[lvl]
-            c, hi, wi = acc.shape[1:]
-            x = F.pad(acc, (taps // 2,) * 4, mode="replicate").reshape(1, B * c, hi + 2 * (taps // 2),
-                                                                        wi + 2 * (taps // 2))
-            if per_phase:
-                phases = [F.conv2d(x[:, :, a:a + hi + taps - 1, b:b + wi + taps - 1],
-                                   self.ups_kernel[:, a, b][:, None, None].expand(B, c, 1, taps, taps)
-                                   .reshape(B * c, 1, taps, taps), groups=B * c).reshape(B, c, hi, wi)
-                          for a in range(2) for b in range(2)]
-                y = torch.stack(phases, dim=2).reshape(B, 4 * c, hi, wi)
-            else:
-                weight = embedded[:, None].expand(B, c, 4, 1, taps + 1, taps + 1).reshape(B * c * 4, 1, taps + 1,
-                                                                                          taps + 1)
-                y = F.conv2d(x, weight, groups=B * c).reshape(B, 4 * c, hi, wi)
-            acc = F.pixel_shuffle(y, 2)[:, :, :h, :w]
-            acc = torch.cat([q[lvl][:, None], acc], dim=1)
-        return acc
-
-    def modulate(self, up: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs o0..o3 as (B, channels, H*W)."""
-        w0, b0, w1, b1, w2, b2, w3, b3 = self.mod
-        B = self.batch
-        hw = (self.height, self.width)
-
-        def res3x3(x, w, b):
-            c = x.shape[1]
-            y = F.conv2d(F.pad(x.reshape(1, B * c, *hw), (1, 1, 1, 1), mode="replicate"),
-                         w.reshape(B * c, c, 3, 3), b.reshape(-1), groups=B)
-            return _gelu(y.reshape(x.shape) + x)
-
-        o0 = _gelu(torch.baddbmm(b0[:, :, None], w0, up.reshape(B, up.shape[1], -1)))
-        o1 = _gelu(torch.baddbmm(b1[:, :, None], w1, o0))
-        o2 = res3x3(o1, w2, b2)
-        o3 = res3x3(o2, w3, b3)
-        return [o0, o1, o2, o3]
-
-    def masks(self) -> list[torch.Tensor]:
-        """Per item, the top-k of its own scores (k its own kept count); straight-through gradient."""
-        B = self.batch
-        flat = torch.cat([s.reshape(B, -1) for s in self.scores], dim=1)
-        keep = torch.zeros_like(flat)
-        for b, kept in enumerate(self.kept):
-            if kept:
-                keep[b, torch.topk(flat[b].detach(), kept).indices] = 1.0
-        keep = keep + flat - flat.detach()
-        return [k.reshape(s.shape) for k, s in zip(torch.split(keep, [s[0].numel() for s in self.scores], dim=1),
-                                                    self.scores)]
+        """(B,) training estimates of the latent rate."""
+        ctx = torch.cat([latent_contexts(v, self.cfg.arm_context, m) for v, m in zip(q, self._context_masks)], dim=1)
+        mu, log2_scale = arm_forward(ctx, list(self.arm_weights), list(self.arm_biases))
+        return rate_bits(q, mu, log2_scale)
 
     def synthesis_layers(self) -> list[torch.Tensor]:
         if self.cfg.synth_mode == SYNTH_DENSE:
             return list(self.dense)
-        return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(self.masks())]
-
-    def synthesize(self, mods: list[torch.Tensor]) -> torch.Tensor:
-        rewind = [torch.cat(mods[::-1][:k + 1], dim=1) for k in range(1, 4)]
-        h = self.coords.T.expand(self.batch, -1, -1)
-        weights = self.synthesis_layers()
-        for l, w in enumerate(weights):
-            if l:
-                width = h.shape[1]
-                h = torch.bmm(w[:, :, :width], h) + torch.bmm(w[:, :, width:], rewind[l - 1])
-            else:
-                h = torch.bmm(w, h)
-            if l < len(weights) - 1:
-                h = _gelu(h)
-        return torch.sigmoid(2 * h).transpose(1, 2).reshape(self.batch, self.height, self.width, 3)
+        return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(top_k_masks(list(self.scores), self.kept))]
 
     def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0):
+        """(B, H, W, 3) images in [0, 1] and (B,) rate estimates."""
         q = self.quantized_latents(mode, temperature, noise_a)
-        image = self.synthesize(self.modulate(self.upsample(q, per_phase=mode == "hard")))
+        up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard")
+        image = synthesize(self.coords, self.synthesis_layers(), modulate(up, list(self.mod)), self.height, self.width)
         return image, self.rate_bits(q)
 
 
