@@ -185,7 +185,8 @@ def main(argv=None) -> int:
             inputs.append((f"synthetic_{w}x{h}_k{kept}", synthetic_bitstream(w, h, c, seed=4, latent_spread=1.0)))
     rows, compiled_sizes = [], set()
     for name, data in inputs:
-        size = read_bitstream(data).width, read_bitstream(data).height  # torch.compile once per size: minutes
+        header = read_bitstream(data)
+        size = header.width, header.height  # torch.compile once per size: minutes
         rows.append(bench_file(name, data, dev, args.repeat, args.warmup,
                                check=not args.no_check and "synthetic" not in name, eager_baseline=not args.no_eager,
                                compile_baseline=size not in compiled_sizes))

@@ -259,7 +259,3 @@ def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, precision: str = PREC
                                   MOP=p.MOP, N0=N0, N1=N1, N2=N2, N3=N3, BLOCK=block, PREC=precision)
     return out
 
-
-def modulate_and_synthesize(up: torch.Tensor, mod: list[np.ndarray], weights: list) -> torch.Tensor:
-    """One call of prepare + run: (L, H, W) upsampled latents -> (H, W, 3) uint8."""
-    return run(up, prepare(mod, weights, up.shape[0], up.device))

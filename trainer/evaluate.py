@@ -141,8 +141,8 @@ def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path,
                  device: str) -> list:
     """The lambdas of one image without a finished file, ``batch`` per job (one batched training)."""
     from .jobs import EncodeJob
-    todo = [lm for lm in lmbdas if _finished(files, name, lm, settings) is None]
-    return [EncodeJob(name, image, todo[i:i + batch], settings, device) for i in range(0, len(todo), batch)]
+    missing = [lm for lm in lmbdas if _finished(files, name, lm, settings) is None]
+    return [EncodeJob(name, image, missing[i:i + batch], settings, device) for i in range(0, len(missing), batch)]
 
 
 def store(files: Path, settings: dict, items: list) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -100,7 +100,7 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
                     items = run_encode_job(job, progress)
                 except Exception as exc:
                     if attempt == retries:
-                        failures.append(f"{job.name} (lambda {', '.join(f'{x:g}' for x in job.lmbdas)}): {exc}")
+                        failures.append(f"{_describe(job)}: {exc}")
                     continue
                 on_done(items)
                 break
@@ -108,7 +108,7 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
         return
     if workers > 1 and not cluster:
         per_worker = max(1, (os.cpu_count() or 1) // workers)
-        jobs = [EncodeJob(j.name, j.image, j.lmbdas, j.settings, j.device, j.threads or per_worker) for j in jobs]
+        jobs = [replace(j, threads=j.threads or per_worker) for j in jobs]
     executor = make_executor(cluster, workers, resources)
     bar = tqdm(total=len(jobs), desc="encode jobs", unit="job", disable=not progress)
     try:
@@ -123,7 +123,7 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
                     if attempt < retries:
                         pending[executor.submit(run_encode_job, job)] = (job, attempt + 1)
                     else:
-                        failures.append(f"{job.name} (lambda {', '.join(f'{x:g}' for x in job.lmbdas)}): {exc}")
+                        failures.append(f"{_describe(job)}: {exc}")
                         bar.update()
                     continue
                 on_done(items)
@@ -158,6 +158,10 @@ def _keep_freed_memory() -> None:
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum on 64-bit)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
+
+
+def _describe(job: EncodeJob) -> str:
+    return f"{job.name} (lambda {', '.join(f'{x:g}' for x in job.lmbdas)})"
 
 
 def _raise_failures(failures: list[str], retries: int) -> None:
