@@ -275,24 +275,25 @@ struct RangeDecoder {
     // cum: symbols + 1 cumulative edges; returns the symbol. start: where to begin a linear walk
     // (the table's mode) or -1 for a binary search.
     int decode(const uint32_t* cum, int symbols, int start = -1) {
-        uint64_t scale = range >> kPrecision;
-        uint64_t quantile = (point - lower) / scale;
-        if (quantile >= (uint64_t(1) << kPrecision)) fail("corrupt entropy-coded data (invalid quantile)");
-        // Largest s with cum[s] <= quantile; cum[symbols] = 2^24 > quantile bounds it. Branch-free
-        // binary search: the symbol is data-dependent, so branches would mispredict.
-        const uint32_t q = uint32_t(quantile);
+        // constriction computes quantile = (point - lower) / scale and picks the largest s with
+        // cum[s] <= quantile. For an integer cum[s] that is scale * cum[s] <= point - lower, so
+        // the search compares products instead: no 64-bit division on the serial path (the
+        // products stay below 2^64: scale < 2^40, cum <= 2^24).
+        const uint64_t scale = range >> kPrecision;
+        const uint64_t offset = point - lower;
+        if (offset >= (scale << kPrecision)) fail("corrupt entropy-coded data (invalid quantile)");
         int s = start;
         if (s >= 0) {  // narrow tables: the symbol is almost always the mode or a neighbour
-            if (cum[s] > q) {
-                do --s; while (cum[s] > q);  // cum[0] = 0 stops it
+            if (scale * cum[s] > offset) {
+                do --s; while (scale * cum[s] > offset);  // cum[0] = 0 stops it
             } else {
-                while (cum[s + 1] <= q) ++s;  // cum[symbols] = 2^24 stops it
+                while (scale * cum[s + 1] <= offset) ++s;  // cum[symbols] = 2^24 stops it
             }
-        } else {
+        } else {  // branch-free bisection: the symbol is data-dependent, branches would mispredict
             s = 0;
             for (int step = 128; step > 0; step >>= 1) {
                 int probe = s + step;
-                s = (probe <= symbols && cum[probe] <= q) ? probe : s;
+                s = (probe <= symbols && scale * cum[probe] <= offset) ? probe : s;
             }
         }
         lower += scale * cum[s];
@@ -354,7 +355,7 @@ public:
           bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
           zero_mu_(zero_mu_ls[0]), zero_ls_(zero_mu_ls[1]) {
         x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
-        offsets_.resize(size_t(std::max(context_size_, 1)));
+        offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
         open_unit();
     }
 
@@ -362,26 +363,35 @@ public:
 
     void step() {
         const ptrdiff_t pos = ptrdiff_t(yy_ + 4) * pitch_ + xx_ + 4;
-        int32_t any = 0;
-        for (int k = 0; k < context_size_; ++k) any |= (x_[k] = buf_[size_t(pos - offsets_[k])]);
+        // Locals, so that the stores below cannot make the compiler reload members on every pixel.
+        const int32_t* const here = buf_.data() + pos;
+        const ptrdiff_t* const offsets = offsets_.data();
+        const int n = context_size_;
         int32_t mu_ls[2] = {zero_mu_, zero_ls_};  // an all-zero context needs no ARM: same inputs
-        if (any) {
-            if (context_size_ <= 8) {
-                // The ARM is a pure function of the context, and small contexts of small latents
-                // repeat: a direct-mapped cache keyed by the context packed into 8 bytes (latents fit
-                // int8: |A| <= 64) answers most of them without the network.
-                uint64_t key = 0;
-                for (int k = 0; k < context_size_; ++k) key = (key << 8) | uint8_t(x_[k] >> kActFrac);
+        if (n <= kMemoContext) {
+            // The ARM is a pure function of the context, and small contexts of small latents
+            // repeat: a direct-mapped memo keyed by the context's latents packed into 8 bytes
+            // (|latent| <= 64 fits int8; key 0 is the all-zero context) answers most of them.
+            // Always 8 reads: an unused offset is 0, the current cell, still 0 (not decoded yet).
+            uint64_t key = 0;
+#pragma GCC unroll 8
+            for (int k = 0; k < kMemoContext; ++k) key = (key << 8) | uint8_t(here[-offsets[k]]);
+            if (key) {
                 ArmMemo& slot = memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - kMemoBits))];
                 if (slot.key == key) {
                     mu_ls[0] = slot.mu, mu_ls[1] = slot.ls;
                 } else {
-                    kernels_.arm(x_.data(), n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+                    int32_t* const x = x_.data();
+                    for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+                    kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
                     slot = {key, mu_ls[0], mu_ls[1]};
                 }
-            } else {
-                kernels_.arm(x_.data(), n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
             }
+        } else {
+            int32_t* const x = x_.data();
+            int32_t any = 0;
+            for (int k = 0; k < n; ++k) any |= (x[k] = here[-offsets[k]] * (1 << kActFrac));
+            if (any) kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
         }
         const int64_t A = bound_;
         const int64_t mu8 = std::clamp<int64_t>((int64_t(mu_ls[0]) + 16) >> 5, -kMuSteps * A, kMuSteps * A - 1);
@@ -393,7 +403,7 @@ public:
         const int start = si < kWalkMaxScaleIndex ? kResidualMax : -1;
         const int64_t v = m + dec_.decode(&tables_.cum[size_t(f * kScales + si) * 256], kSymbols, start) - kResidualMax;
         if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
-        buf_[size_t(pos)] = int32_t(v) * (1 << kActFrac);
+        buf_[size_t(pos)] = int32_t(v);
         if (++xx_ == width_) {
             xx_ = 0;
             if (++yy_ == rows_) {
@@ -418,7 +428,7 @@ private:
         xx_ = yy_ = 0;
         static const auto offsets = context_offsets();
         for (int k = 0; k < context_size_; ++k) offsets_[k] = ptrdiff_t(offsets[k].first) * pitch_ + offsets[k].second;
-        // Values held as ARM inputs (latent * 2^ACT_FRAC); a zero border stands for "outside".
+        // The decoded latents, with a zero border that stands for "outside".
         buf_.assign(size_t(rows_ + 4) * pitch_, 0);
     }
 
@@ -427,7 +437,7 @@ private:
         auto& grid = out_.latents[u.grid];
         for (int yy = 0; yy < rows_; ++yy)
             for (int xx = 0; xx < width_; ++xx)
-                grid[size_t(u.row0 + yy) * width_ + xx] = buf_[size_t(yy + 4) * pitch_ + xx + 4] / (1 << kActFrac);
+                grid[size_t(u.row0 + yy) * width_ + xx] = buf_[size_t(yy + 4) * pitch_ + xx + 4];
     }
 
     RangeDecoder dec_;
@@ -445,7 +455,7 @@ private:
         uint64_t key;  // 0 (the all-zero context, never looked up) marks an empty slot
         int32_t mu, ls;
     };
-    static constexpr int kMemoBits = 12;
+    static constexpr int kMemoBits = 12, kMemoContext = 8;
     std::vector<ArmMemo> memo_ = std::vector<ArmMemo>(size_t(1) << kMemoBits, ArmMemo{0, 0, 0});
     std::vector<ptrdiff_t> offsets_;
 };
