@@ -64,6 +64,33 @@ def test_odd_sizes_and_configs(width, height, arch):
     _same(synthetic_bitstream(width, height, cfg, seed=width * 7 + height))
 
 
+@pytest.mark.parametrize("context", [1, 8, 9])
+def test_arm_memo_at_the_alphabet_edges(context):
+    """Contexts of at most 8 latents go through the ARM memo (latents packed as bytes): latents
+    at -A and A-1 with A = 64, the widest alphabet, must still decode exactly; 9 takes the plain path."""
+    cfg = ArchConfig(arm_context=context, arm_width=8, latent_bound=64, mod_width=6, kept_weights=300)
+    data = synthetic_bitstream(40, 30, cfg, seed=context, latent_spread=40.0)
+    got = _same(data)
+    assert any(g.min() == -64 for g in got.latents) and any(g.max() == 63 for g in got.latents)
+
+
+def test_synthesis_neuron_kinds_decode_exactly():
+    """The packing drops dead hidden neurons and splits layer 0 into neurons reading both
+    coordinates, x alone (once per column) and y alone (once per row): a mask with all of these."""
+    cfg = ArchConfig(arm_context=4, arm_width=4, mod_width=6, kept_weights=260)
+    for seed in range(20):
+        data = synthetic_bitstream(37, 29, cfg, seed=seed)
+        w = reference.masked_weights(reference.read_bitstream(data))
+        kept0 = w[0] != 0
+        kinds = {(bool(x), bool(y)) for x, y in kept0}
+        dead = (~(w[1][:, :w[0].shape[0]] != 0).any(axis=0)) & kept0.any(axis=1)  # fed but never read
+        if {(True, True), (True, False), (False, True)} <= kinds and dead.any():
+            break
+    else:
+        pytest.fail("no seed gave every kind of layer-0 neuron")
+    _same(data)
+
+
 @pytest.fixture(scope="module")
 def small_file():
     return synthetic_bitstream(11, 7, ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=8,

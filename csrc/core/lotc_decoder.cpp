@@ -668,7 +668,7 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
     const int T = m.taps, P = T, a = y & 1, i = y >> 1;
     const size_t stride = size_t(w + 2 * P + kChunk);
     scratch.padded.resize(stride * T);
-    scratch.phase.resize(size_t(out_w / 2 + 1 + kChunk));
+    scratch.phase.resize(size_t(2) * (out_w / 2 + 1 + kChunk));
     for (int p = 0; p < T; ++p) {
         const float* r = src + size_t(std::clamp(i + a - T / 2 + p, 0, h - 1)) * w;
         float* dst = scratch.padded.data() + size_t(p) * stride;
@@ -677,17 +677,22 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
         std::fill(dst + P + w, dst + 2 * P + w, r[w - 1]);
     }
     const float* taps[144];
+    const int half = out_w / 2 + 1 + kChunk;
     for (int b = 0; b < 2; ++b) {
         const int count = (out_w - b + 1) / 2;  // outputs of this column phase
         for (int j0 = 0; j0 < count; j0 += kChunk) {
             for (int p = 0; p < T; ++p)
                 for (int q = 0; q < T; ++q)
                     taps[p * T + q] = scratch.padded.data() + size_t(p) * stride + (j0 + b - T / 2 + q + P);
-            float* dst = scratch.phase.data() + j0;
+            float* dst = scratch.phase.data() + size_t(b) * half + j0;
             kernels.mac(taps, m.ups[a][b], &dst, std::min(kChunk, count - j0), Activation::kLinear);
         }
-        for (int j = 0; j < count; ++j) out[2 * j + b] = scratch.phase[size_t(j)];
     }
+    // Both column phases interleaved in one pass.
+    const float* even = scratch.phase.data();
+    const float* odd = even + half;
+    for (int j = 0; j < out_w / 2; ++j) out[2 * j] = even[j], out[2 * j + 1] = odd[j];
+    if (out_w & 1) out[out_w - 1] = even[out_w / 2];
 }
 
 // Seconds each thread spent per stage, summed.
