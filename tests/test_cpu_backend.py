@@ -64,10 +64,10 @@ def test_odd_sizes_and_configs(width, height, arch):
     _same(synthetic_bitstream(width, height, cfg, seed=width * 7 + height))
 
 
-@pytest.mark.parametrize("context", [1, 8, 9])
+@pytest.mark.parametrize("context", [1, 8, 9, 16, 17])
 def test_arm_memo_at_the_alphabet_edges(context):
-    """Contexts of at most 8 latents go through the ARM memo (latents packed as bytes): latents
-    at -A and A-1 with A = 64, the widest alphabet, must still decode exactly; 9 takes the plain path."""
+    """Contexts of at most 16 latents go through the ARM memo (latents packed as bytes): latents
+    at -A and A-1 with A = 64, the widest alphabet, must still decode exactly; 17 takes the plain path."""
     cfg = ArchConfig(arm_context=context, arm_width=8, latent_bound=64, mod_width=6, kept_weights=300)
     data = synthetic_bitstream(40, 30, cfg, seed=context, latent_spread=40.0)
     got = _same(data)

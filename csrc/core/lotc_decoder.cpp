@@ -248,7 +248,7 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
             a.inputs = ArmLayer::Inputs::kInt16;
         else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30) && a.fan_in >= 16)
             a.inputs = ArmLayer::Inputs::kSplit15;  // narrower layers: the split costs more than it saves
-        if (a.inputs != ArmLayer::Inputs::kInt32) {
+        if (weights16) {
             a.weight_pairs.assign(size_t((a.fan_in + 1) / 2) * a.padded_out * 2, 0);
             for (int i = 0; i < a.fan_in; ++i)
                 for (int o = 0; o < a.fan_out; ++o)
@@ -370,21 +370,27 @@ public:
         int32_t mu_ls[2] = {zero_mu_, zero_ls_};  // an all-zero context needs no ARM: same inputs
         if (n <= kMemoContext) {
             // The ARM is a pure function of the context, and small contexts of small latents
-            // repeat: a direct-mapped memo keyed by the context's latents packed into 8 bytes
-            // (|latent| <= 64 fits int8; key 0 is the all-zero context) answers most of them.
-            // Always 8 reads: an unused offset is 0, the current cell, still 0 (not decoded yet).
-            uint64_t key = 0;
+            // repeat: a direct-mapped memo keyed by the context's latents packed one byte each
+            // (|latent| <= 64 fits int8) into two words answers many of them (an all-zero key is
+            // the all-zero context). Whole words of reads: an unused offset is 0, the current
+            // cell, still 0 (not decoded yet).
+            uint64_t key[2] = {0, 0};
 #pragma GCC unroll 8
-            for (int k = 0; k < kMemoContext; ++k) key = (key << 8) | uint8_t(here[-offsets[k]]);
-            if (key) {
-                ArmMemo& slot = memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - kMemoBits))];
-                if (slot.key == key) {
+            for (int k = 0; k < 8; ++k) key[0] = (key[0] << 8) | uint8_t(here[-offsets[k]]);
+            if (n > 8) {
+#pragma GCC unroll 8
+                for (int k = 8; k < 16; ++k) key[1] = (key[1] << 8) | uint8_t(here[-offsets[k]]);
+            }
+            if (key[0] | key[1]) {
+                const uint64_t hash = (key[0] ^ (key[1] * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
+                ArmMemo& slot = memo_[size_t(hash >> (64 - kMemoBits))];
+                if (slot.key[0] == key[0] && slot.key[1] == key[1]) {
                     mu_ls[0] = slot.mu, mu_ls[1] = slot.ls;
                 } else {
                     int32_t* const x = x_.data();
                     for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
                     kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
-                    slot = {key, mu_ls[0], mu_ls[1]};
+                    slot = {{key[0], key[1]}, mu_ls[0], mu_ls[1]};
                 }
             }
         } else {
@@ -452,11 +458,11 @@ private:
     int width_ = 0, rows_ = 0, pitch_ = 0, xx_ = 0, yy_ = 0;
     std::vector<int32_t> buf_, x_;
     struct ArmMemo {
-        uint64_t key;  // 0 (the all-zero context, never looked up) marks an empty slot
+        uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
         int32_t mu, ls;
     };
-    static constexpr int kMemoBits = 12, kMemoContext = 8;
-    std::vector<ArmMemo> memo_ = std::vector<ArmMemo>(size_t(1) << kMemoBits, ArmMemo{0, 0, 0});
+    static constexpr int kMemoBits = 12, kMemoContext = 16;
+    std::vector<ArmMemo> memo_ = std::vector<ArmMemo>(size_t(1) << kMemoBits, ArmMemo{{0, 0}, 0, 0});
     std::vector<ptrdiff_t> offsets_;
 };
 

@@ -41,6 +41,9 @@ struct ArmLayer {
     // multiply-add instructions, and how the layer's inputs fit 16 bits (proven at parse time):
     enum class Inputs { kInt16, kSplit15, kInt32 } inputs = Inputs::kInt32;
     // kInt16: |x| < 2^15. kSplit15: 0 <= x < 2^30, used as hi * 2^15 + lo with hi, lo < 2^15.
+    // The pairs exist whenever the weights fit 16 bits: a layer whose inputs are not proven to fit
+    // (ReLU outputs, >= 0) still takes the one-pass 16-bit path for a context whose inputs all
+    // happen to be below 2^15, which is nearly every context.
     std::vector<int16_t> weight_pairs;
 };
 enum class Activation { kLinear, kGelu };

@@ -125,9 +125,15 @@ LOTC_AVX2 inline void arm_layer_avx2(const int32_t* x, const ArmLayer& layer, in
     const __m128i count = _mm_cvtsi32_si128(shift);
     alignas(32) int16_t lo[kArmMaxWidth], hi[kArmMaxWidth];
     const __m256i* xv = reinterpret_cast<const __m256i*>(x);
-    if (layer.inputs == ArmLayer::Inputs::kInt16) {
+    ArmLayer::Inputs inputs = layer.inputs;
+    if (inputs != ArmLayer::Inputs::kInt16 && !layer.weight_pairs.empty()) {
+        __m256i any = _mm256_setzero_si256();  // inputs are >= 0 here: all < 2^15 iff their OR is
+        for (int i = 0; i < layer.fan_in; i += 8) any = _mm256_or_si256(any, _mm256_loadu_si256(xv + i / 8));
+        if (_mm256_testz_si256(any, _mm256_set1_epi32(~0x7FFF))) inputs = ArmLayer::Inputs::kInt16;
+    }
+    if (inputs == ArmLayer::Inputs::kInt16) {
         narrow_to_int16(xv, layer.fan_in, lo);
-    } else if (layer.inputs == ArmLayer::Inputs::kSplit15) {  // x = hi * 2^15 + lo, both in [0, 2^15)
+    } else if (inputs == ArmLayer::Inputs::kSplit15) {  // x = hi * 2^15 + lo, both in [0, 2^15)
         alignas(32) int32_t parts[2][kArmMaxWidth];
         for (int i = 0; i < layer.fan_in; i += 8) {
             const __m256i v = _mm256_loadu_si256(xv + i / 8);
@@ -139,7 +145,7 @@ LOTC_AVX2 inline void arm_layer_avx2(const int32_t* x, const ArmLayer& layer, in
     }
     for (int ob = 0; ob < layer.padded_out; ob += 8) {
         __m256i acc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(layer.bias.data() + ob));
-        if (layer.inputs == ArmLayer::Inputs::kInt32) {
+        if (inputs == ArmLayer::Inputs::kInt32) {
             const int32_t* w = layer.weight_t.data() + ob;
             for (int i = 0; i < layer.fan_in; ++i)
                 acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(
@@ -149,7 +155,7 @@ LOTC_AVX2 inline void arm_layer_avx2(const int32_t* x, const ArmLayer& layer, in
             acc = _mm256_add_epi32(acc, dot_pairs(lo, layer, ob));
             // The split's two sums wrap in int32 lanes; their total is the true value, which the
             // parse-time bound keeps inside int32, so the wrapped total is exact.
-            if (layer.inputs == ArmLayer::Inputs::kSplit15)
+            if (inputs == ArmLayer::Inputs::kSplit15)
                 acc = _mm256_add_epi32(acc, _mm256_slli_epi32(dot_pairs(hi, layer, ob), 15));
         }
         acc = _mm256_sra_epi32(acc, count);
