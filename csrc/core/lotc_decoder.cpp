@@ -356,6 +356,7 @@ public:
           zero_mu_(zero_mu_ls[0]), zero_ls_(zero_mu_ls[1]) {
         x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
+        if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, 0, 0});
         open_unit();
     }
 
@@ -462,7 +463,7 @@ private:
         int32_t mu, ls;
     };
     static constexpr int kMemoBits = 12, kMemoContext = 16;
-    std::vector<ArmMemo> memo_ = std::vector<ArmMemo>(size_t(1) << kMemoBits, ArmMemo{{0, 0}, 0, 0});
+    std::vector<ArmMemo> memo_;  // only for contexts of at most kMemoContext
     std::vector<ptrdiff_t> offsets_;
 };
 
@@ -576,49 +577,48 @@ void pack_synthesis(const std::vector<std::vector<uint8_t>>& masks, const std::v
             }
         }
     }
-    // Layer 0's live neurons in the order [both coordinates | x alone | y alone].
-    std::vector<int> order0[3];
-    for (int o = 0; o < shapes_io[0].fan_out; ++o)
-        if (live[0][o]) order0[kept(0, o, 0) && kept(0, o, 1) ? 0 : kept(0, o, 0) ? 1 : 2].push_back(o);
-    std::vector<int> position;  // previous layer's neuron -> its input index in this layer
-    for (size_t l = 0; l < layers; ++l) {
-        auto [fin, fout] = shapes_io[l];
-        const int fin_h = hidden_in(l);
+    // Appends neuron o of layer l with its kept weights; input_of maps an input to its index in
+    // the packed layer (-1: dropped).
+    auto append = [&](SparseLayer& layer, size_t l, int o, auto input_of) {
+        const int fin = shapes_io[l].fan_in;
         const float scale = float(std::sqrt(6.0 / fin));
-        std::vector<int> outputs;
-        if (l == 0)
-            for (const auto& group : order0) outputs.insert(outputs.end(), group.begin(), group.end());
-        else
-            for (int o = 0; o < fout; ++o)
-                if (l + 1 == layers || live[l][o]) outputs.push_back(o);
-        const int live_h = int(std::count_if(position.begin(), position.end(), [](int p) { return p >= 0; }));
-        std::vector<int> next_position(size_t(fout), -1);
-        for (size_t k = 0; k < outputs.size(); ++k) next_position[size_t(outputs[k])] = int(k);
-        SparseLayer* target = &m.synth[l];
-        for (size_t k = 0; k < outputs.size(); ++k) {
-            const int o = outputs[k];
-            if (l == 0) target = k < order0[0].size() ? &m.synth[0]
-                               : k < order0[0].size() + order0[1].size() ? &m.synth0_x : &m.synth0_y;
-            SparseLayer& layer = *target;
-            if (layer.start.empty()) layer.start.push_back(0);
-            for (int i = 0; i < fin; ++i) {
-                if (!kept(l, o, i)) continue;
-                int input = l == 0 ? (target == &m.synth0_y ? 0 : i) : i < fin_h ? position[size_t(i)] : i - fin_h + live_h;
-                if (input < 0) continue;
-                const size_t flat = size_t(o) * fin + i;
-                const int32_t word = int32_t(philox_word0(seed, (uint64_t(l) << 32) | flat));
-                layer.index.push_back(uint16_t(input));
-                layer.value.push_back(float(word >> 8) * 1.1920928955078125e-07f * scale);
-            }
-            layer.start.push_back(uint32_t(layer.index.size()));
-            ++layer.fan_out;
+        for (int i = 0; i < fin; ++i) {
+            const int input = kept(l, o, i) ? input_of(i) : -1;
+            if (input < 0) continue;
+            const size_t flat = size_t(o) * fin + i;
+            const int32_t word = int32_t(philox_word0(seed, (uint64_t(l) << 32) | flat));
+            layer.index.push_back(uint16_t(input));
+            layer.value.push_back(float(word >> 8) * 1.1920928955078125e-07f * scale);
+        }
+        layer.start.push_back(uint32_t(layer.index.size()));
+        ++layer.fan_out;
+    };
+    for (SparseLayer* layer : {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3], &m.synth0_x, &m.synth0_y})
+        layer->start.assign(1, 0);
+    // Layer 0 in three groups: both coordinates (inputs x, y), x alone (input x), y alone (input y).
+    std::vector<int> position(size_t(shapes_io[0].fan_out), -1);  // previous layer's neuron -> input index
+    auto group_of = [&](int o) { return kept(0, o, 0) && kept(0, o, 1) ? 0 : kept(0, o, 0) ? 1 : 2; };
+    int packed = 0;
+    for (int group = 0; group < 3; ++group)
+        for (int o = 0; o < shapes_io[0].fan_out; ++o) {
+            if (!live[0][o] || group_of(o) != group) continue;
+            SparseLayer& layer = group == 0 ? m.synth[0] : group == 1 ? m.synth0_x : m.synth0_y;
+            append(layer, 0, o, [&](int i) { return group == 2 ? 0 : i; });
+            position[size_t(o)] = packed++;
+        }
+    for (size_t l = 1; l < layers; ++l) {
+        const int fin_h = hidden_in(l), live_h = packed;
+        std::vector<int> next_position(size_t(shapes_io[l].fan_out), -1);
+        packed = 0;
+        for (int o = 0; o < shapes_io[l].fan_out; ++o) {
+            if (l + 1 < layers && !live[l][o]) continue;
+            append(m.synth[l], l, o, [&](int i) { return i < fin_h ? position[size_t(i)] : i - fin_h + live_h; });
+            next_position[size_t(o)] = packed++;
         }
         position = std::move(next_position);
     }
-    for (SparseLayer* layer : {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3], &m.synth0_x, &m.synth0_y}) {
-        if (layer->start.empty()) layer->start.push_back(0);
+    for (SparseLayer* layer : {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3], &m.synth0_x, &m.synth0_y})
         layer->bias.assign(size_t(layer->fan_out), 0.0f);
-    }
 }
 
 SparseLayer dense_layer(int fan_out, int fan_in, const float* weight, const float* bias) {
@@ -674,7 +674,8 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
     const int T = m.taps, P = T, a = y & 1, i = y >> 1;
     const size_t stride = size_t(w + 2 * P + kChunk);
     scratch.padded.resize(stride * T);
-    scratch.phase.resize(size_t(2) * (out_w / 2 + 1 + kChunk));
+    const int half = out_w / 2 + 1 + kChunk;  // one column phase's outputs, then the other's
+    scratch.phase.resize(size_t(2) * half);
     for (int p = 0; p < T; ++p) {
         const float* r = src + size_t(std::clamp(i + a - T / 2 + p, 0, h - 1)) * w;
         float* dst = scratch.padded.data() + size_t(p) * stride;
@@ -683,7 +684,6 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
         std::fill(dst + P + w, dst + 2 * P + w, r[w - 1]);
     }
     const float* taps[144];
-    const int half = out_w / 2 + 1 + kChunk;
     for (int b = 0; b < 2; ++b) {
         const int count = (out_w - b + 1) / 2;  // outputs of this column phase
         for (int j0 = 0; j0 < count; j0 += kChunk) {
