@@ -1,0 +1,70 @@
+"""Threadwise Triton kernels (the triton backend's; TRITON_INTERPRET=1 on CPU) against the reference."""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from lotterycodec.decoder import reference  # noqa: E402
+from lotterycodec.decoder.config import ArchConfig  # noqa: E402
+from lotterycodec.decoder.philox import synthesis_weights  # noqa: E402
+from lotterycodec.decoder.synthetic import random_masks, random_networks  # noqa: E402
+from lotterycodec.kernels import threadwise  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+
+
+def _case(height, width, arch, kept, seed):
+    rng = np.random.default_rng(seed)
+    cfg = ArchConfig(kept_weights=0, **arch)
+    cfg = cfg.replace(kept_weights=int(cfg.synth_weight_count * kept))
+    nets = reference.FloatNetworks.from_quantized(random_networks(cfg, rng), cfg)
+    up = rng.normal(0, 1.5, (cfg.n_grids, height, width)).astype(np.float32)
+    weights = [np.where(m, w, np.float32(0)) for w, m in
+               zip(synthesis_weights(9, cfg.synth_in_out), random_masks(cfg, rng))]
+    return cfg, nets, up, weights
+
+
+@pytest.mark.parametrize("height,width,arch,kept", [(9, 13, {}, 0.67), (1, 5, {"mod_width": 20, "mod_out": 2}, 0.67),
+                                                    (7, 1, {"synth_width0": 12, "n_grids": 3}, 0.67),
+                                                    (6, 11, {}, 0.04), (5, 4, {"mod_out": 5}, 0.01),
+                                                    (4, 6, {}, 1.0)])
+def test_threadwise_synthesis_matches_reference(height, width, arch, kept):
+    # kept 0.04 / 0.01: the loops over live neurons and read o0 channels run zero or one time
+    cfg, nets, up, weights = _case(height, width, arch, kept, height * 31 + width)
+    mods = reference.modulate(up, nets.mod)
+    want = reference.to_uint8(reference.synthesize(np.arange(height), width, height,
+                                                   reference.rewind_inputs(mods), weights))
+    p = threadwise.prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    got = threadwise.run(torch.from_numpy(up).to(DEVICE), p, block=64, num_warps=2).cpu().numpy()
+    assert got.shape == want.shape
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_compaction_counts_what_the_kernels_loop_over():
+    cfg, nets, up, weights = _case(3, 3, {}, 0.04, 1)
+    p = threadwise.prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    last = weights[3][:, cfg.synth_width2 + 3 * cfg.mod_out:]
+    assert p.o0_used == int((last != 0).any(axis=0).sum()) < cfg.mod_width
+    assert p.live == tuple(len(a) for a in threadwise.live_neurons(weights))
+    assert p.l0_rows.numel() == p.live[0] * (p.live[1] + 2)
+
+
+def test_modulation_passes_match_reference():
+    # the head (o1) and residual-conv (o2) passes alone, so a failure on a GPU names its stage
+    cfg, nets, up, weights = _case(11, 70, {}, 0.5, 5)
+    _, o1, o2, _ = reference.modulate(up, nets.mod)
+    p = threadwise.prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    k = threadwise.kernels(cfg.n_grids, cfg.mod_out, p.live[1])
+    height, width = up.shape[1:]
+    got1 = torch.empty((cfg.mod_out, height, width), device=DEVICE)
+    k["head_kernel"][(4,)](torch.from_numpy(up).to(DEVICE), p.head_rows, p.b1, got1, height * width, cfg.mod_width,
+                           BLOCK=256)
+    assert np.allclose(got1.cpu().numpy(), o1, rtol=1e-4, atol=1e-5)
+    got2 = torch.empty_like(got1)
+    k["conv_kernel"][(4,)](torch.from_numpy(o1).to(DEVICE), p.conv2, got2, height, width, BLOCK=256)
+    assert np.allclose(got2.cpu().numpy(), o2, rtol=1e-4, atol=1e-5)
