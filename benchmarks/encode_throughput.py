@@ -58,15 +58,18 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         items = [{"image": q.stem, "bpp": r.summary["bpp"],
                   "psnr": psnr(get_backend("auto")(r.data).image, im)} for q, r, im in zip(paths, results, images)]
-        train_s = results[0].summary["times"]["train_s"]
-        row = {"batch": B, "wall_s": wall, "train_s": train_s, "images_per_hour": 3600 * B / wall,
+        times = results[0].summary["times"]
+        train_s, search_s = times["train_s"], times["step_search_s"]
+        row = {"batch": B, "wall_s": wall, "train_s": train_s, "step_search_s": search_s,
+               "write_s_per_item": (wall - train_s - search_s) / B, "images_per_hour": 3600 * B / wall,
+               "train_images_per_hour": 3600 * B / train_s,
                "train_step_ms": 1000 * train_s / args.steps, "mean_bpp": float(np.mean([i["bpp"] for i in items])),
                "mean_psnr": float(np.mean([i["psnr"] for i in items])), "items": items}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "items"}), flush=True)
-    base = rows[0]["images_per_hour"]
     for row in rows:
-        row["speedup_vs_first"] = row["images_per_hour"] / base
+        row["speedup_vs_first"] = row["images_per_hour"] / rows[0]["images_per_hour"]
+        row["train_speedup_vs_first"] = row["train_images_per_hour"] / rows[0]["train_images_per_hour"]
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     report = {"command": "python benchmarks/encode_throughput.py " + " ".join(argv or os.sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": device, "cpu_threads": torch.get_num_threads(),

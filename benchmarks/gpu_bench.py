@@ -5,10 +5,10 @@
 In order: (1) the Philox golden vectors through tl.randint on the device; (2) every file decoded
 by the triton backend against the reference (<= 1 level, identical latents); (3) timings after
 warm-up with CUDA events per stage (entropy on the CPU, upload, weights, upsampling, synthesis),
-total and Mpixel/s, for both kernel families (``threadwise``, the backend's, and the ``tl.dot``
-``tile`` kernels, fp32 and tf32) over a sweep of block sizes; (4) the baseline: the same synthesis (upsampling + modulation + masked MLP)
-in plain PyTorch eager on the same GPU, dense masked fp32 weights, one op per layer over all
-pixels (the trainer's decode-mode model), and torch.compile of it. A synthetic 4K file (real
+total and Mpixel/s, the synthesis over a sweep of launch shapes (BLOCK x warps); (4) the
+baseline: the same synthesis (upsampling + modulation + masked MLP) in plain PyTorch eager on the
+same GPU, dense masked fp32 weights, one op per layer over all pixels (the trainer's decode-mode
+model), and torch.compile of it. A synthetic 4K file (real
 format, random content) is labelled synthetic everywhere. `--smoke` shrinks everything so the
 script can be checked on a CPU under TRITON_INTERPRET=1.
 """
@@ -34,13 +34,10 @@ from lotterycodec.decoder.synthetic import synthetic_bitstream
 from lotterycodec.kernels.decode import decode as triton_decode
 from lotterycodec.kernels.decode import device
 from lotterycodec.kernels.philox import masked_weights, philox_words
-from lotterycodec.kernels import synthesis as tile
-from lotterycodec.kernels import threadwise
+from lotterycodec.kernels.synthesis import prepare, run
 from lotterycodec.kernels.upsample import upsample
 
-TILE_BLOCKS = (64,)  # BLOCK 128 was slower everywhere on an H100 (results/gpu_h100)
-PRECISIONS = ("ieee", "tf32")
-THREADWISE = ((128, 4), (256, 4), (512, 4), (256, 8), (512, 8), (1024, 8))  # (BLOCK, num_warps)
+LAUNCH_SHAPES = "128x4,256x4,512x4,256x8,512x8,1024x8"  # BLOCK x num_warps
 GOLDEN = [(0, 0, 0x6627E8D5), (12345, 1023, 0x19DC2EF9), (2**40 + 3, 777, 0x400FD64B), (-1, 0, 0x72A47709)]
 
 
@@ -85,7 +82,7 @@ def eager_model(bs, nets, masks, dev):
 
 
 def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: bool, eager_baseline: bool,
-               compile_baseline: bool) -> dict:
+               compile_baseline: bool, launch_shapes: list[tuple[int, int]]) -> dict:
     bs = read_bitstream(data)
     nets = read_networks(bs.networks, bs.cfg)
     masks = decode_mask(bs.mask_counts, bs.mask_words, bs.cfg.synth_in_out)
@@ -104,41 +101,30 @@ def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: boo
     kernel = torch.from_numpy(fnets.ups_kernel).to(dev)
     row["upload_ms"] = timed(lambda: [g.to(dev) for g in grids], dev, repeat, warmup)
     grids_dev = [g.to(dev) for g in grids]
-    row["weights_ms"] = timed(lambda: threadwise.prepare(
-        fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), bs.cfg.n_grids, dev), dev, repeat, warmup)
-    weights = masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev)
-    params = threadwise.prepare(fnets.mod, weights, bs.cfg.n_grids, dev)
-    tile_params = tile.prepare(fnets.mod, weights, bs.cfg.n_grids, dev)
+    row["weights_ms"] = timed(lambda: prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev),
+                                              bs.cfg.n_grids, dev), dev, repeat, warmup)
+    params = prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), bs.cfg.n_grids, dev)
     row["kept_weights"] = bs.cfg.kept_weights
     row["hidden_widths"] = [bs.cfg.synth_width0, bs.cfg.synth_width1, bs.cfg.synth_width2]
     row["live_neurons"] = list(params.live)
     row["o0_channels_read"] = params.o0_used
-    row["tile_padded_widths"] = list(tile_params.N[:3]) + [tile_params.K0]
     row["upsampling_ms"] = timed(lambda: upsample(grids_dev, kernel), dev, repeat, warmup)
     up = upsample(grids_dev, kernel)
-    variants = {f"tile_{precision}_block{block}": (lambda b=block, pr=precision: tile.run(up, tile_params, b, pr))
-                for precision in PRECISIONS for block in TILE_BLOCKS}
-    variants.update({f"threadwise_block{block}_warps{warps}":
-                     (lambda b=block, w=warps: threadwise.run(up, params, b, w)) for block, warps in THREADWISE})
     sweep = {}
-    for key, fn in variants.items():
+    for block, warps in launch_shapes:
+        key = f"block{block}_warps{warps}"
         try:
-            sweep[key] = {"ms": timed(fn, dev, repeat, warmup)}
+            sweep[key] = {"ms": timed(lambda: run(up, params, block, warps), dev, repeat, warmup)}
             if ref_image is not None:
-                sweep[key]["max_level_diff_vs_reference"] = int(np.abs(fn().cpu().numpy().astype(int)
-                                                                        - ref_image).max())
+                got = run(up, params, block, warps).cpu().numpy()
+                sweep[key]["max_level_diff_vs_reference"] = int(np.abs(got.astype(int) - ref_image).max())
         except Exception as exc:  # reported, not hidden: a configuration may not compile
             sweep[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     row["synthesis_sweep"] = sweep
-    fp32 = {k: v["ms"] for k, v in sweep.items() if "tf32" not in k and "ms" in v}
-    for family in ("tile", "threadwise"):
-        ms = {k: v for k, v in fp32.items() if k.startswith(family)}
-        if ms:
-            row[f"best_{family}_fp32"] = min(ms, key=ms.get)
-            row[f"best_{family}_fp32_ms"] = min(ms.values())
-    best = min(fp32, key=fp32.get)
+    timed_ok = {k: v["ms"] for k, v in sweep.items() if "ms" in v}
+    best = min(timed_ok, key=timed_ok.get)
     row["synthesis_config"] = best
-    row["synthesis_ms"] = fp32[best]
+    row["synthesis_ms"] = timed_ok[best]
     gpu_ms = row["weights_ms"] + row["upsampling_ms"] + row["synthesis_ms"]
     row["total_ms"] = row["entropy_cpu_ms"] + row["upload_ms"] + gpu_ms
     pixels = bs.width * bs.height
@@ -185,6 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-check", action="store_true", help="skip the comparison with the reference decoder")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, for a CPU run under TRITON_INTERPRET=1")
     p.add_argument("--no-eager", action="store_true", help="skip the PyTorch eager / torch.compile baseline")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline (minutes per size)")
+    p.add_argument("--launch-shapes", default=LAUNCH_SHAPES, help="synthesis launch shapes, BLOCKxWARPS,...")
     p.add_argument("--out", default="gpu_bench.json")
     args = p.parse_args(argv)
     dev = device()
@@ -202,7 +190,8 @@ def main(argv=None) -> int:
         size = header.width, header.height  # torch.compile once per size: minutes
         rows.append(bench_file(name, data, dev, args.repeat, args.warmup,
                                check=not args.no_check and "synthetic" not in name, eager_baseline=not args.no_eager,
-                               compile_baseline=size not in compiled_sizes))
+                               compile_baseline=size not in compiled_sizes and not args.no_compile,
+                               launch_shapes=[tuple(map(int, c.split("x"))) for c in args.launch_shapes.split(",")]))
         compiled_sizes.add(size)
         print(json.dumps(rows[-1]), flush=True)
         Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))  # partial results survive a timeout

@@ -14,8 +14,8 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 python3 -m pip install -q --no-index --find-links local/wheels constriction || exit 1
 time LOTC_BUILD_JOBS=16 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1   # C++ core
 time timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -x tests/test_kernels_philox.py \
-    tests/test_kernels_upsample.py tests/test_kernels_threadwise.py tests/test_kernels_decode.py \
-    ${EXTRA_TESTS:-}     # compiled kernels vs reference (the tile kernels are checked by gpu_bench.py)
+    tests/test_kernels_upsample.py tests/test_kernels_synthesis.py tests/test_kernels_decode.py \
+    ${EXTRA_TESTS:-}     # compiled kernels vs reference
 time timeout "${BENCH_TIMEOUT:-260}" python3 benchmarks/gpu_bench.py \
     --files results/bench_kodim14/kodim14_k0.3.lotc results/bench_kodim14/kodim14_k0.7.lotc \
     --synthetic-4k --out "$OUT/gpu_bench.json" ${BENCH_ARGS:-}

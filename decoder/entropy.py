@@ -87,20 +87,24 @@ class IntArm:
     frac_bits: int
 
     def __post_init__(self) -> None:
-        # Per layer: W^T and the bias already in accumulator units with the rounding half added,
-        # so one call costs a dot, an add and a shift per layer (the decoder calls it per latent).
+        # Per layer: W^T and the bias already in accumulator units with the rounding half added.
+        # The layers run in float64 (BLAS): check_arm_bounds keeps every accumulator, and so every
+        # partial sum in any order, below 2^31, where float64 holds integers exactly; ">> frac" is
+        # then floor(x * 2^-frac), also exact.
         half = np.int64(1 << (self.frac_bits - 1))
-        self._layers = [(np.ascontiguousarray(w.T), (b << ACT_FRAC) + half)
+        self._layers = [(np.ascontiguousarray(w.T, dtype=np.float64), ((b << ACT_FRAC) + half).astype(np.float64))
                         for w, b in zip(self.weights, self.biases)]
+        self._shift = 2.0 ** -self.frac_bits
 
     def forward(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ctx: (n, C) or (C,) integer latents -> (mu, log2 scale), with ACT_FRAC fractional bits."""
-        x = ctx.astype(np.int64) << ACT_FRAC
+        x = ctx.astype(np.float64) * (1 << ACT_FRAC)
         last = len(self._layers) - 1
         for l, (wt, bias) in enumerate(self._layers):
-            x = (x.dot(wt) + bias) >> self.frac_bits
+            x = np.floor((x.dot(wt) + bias) * self._shift)
             if l < last:
                 np.maximum(x, 0, out=x)
+        x = x.astype(np.int64)
         return x[..., 0], x[..., 1]
 
 
@@ -235,20 +239,29 @@ def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntA
         grids[unit.grid][unit.row0:unit.row1] = buf.reshape(h + 4, pitch)[4:, 4:4 + w]
 
 
-def latent_bits(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> float:
-    """Exact information content (bits) of the latents under the integer ARM and tables."""
-    tables = load_tables()
+def latent_inputs(grids: list[np.ndarray], cfg: ArchConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(values, contexts) of every coded unit: what :func:`latent_bits` reads, computed once for
+    the several ARMs an encoder compares."""
     height, width = grids[0].shape
-    bits = 0.0
+    out = []
     for units in substream_plan(cfg, height, width):
         for unit in units:
             values = grids[unit.grid][unit.row0:unit.row1].reshape(-1).astype(np.int64)
-            if values.size == 0:
-                continue
-            mu, ls = arm.forward(unit_contexts(grids[unit.grid], unit, cfg.arm_context))
-            m, f, s = table_index(mu, ls, cfg.latent_bound)
-            freq = tables[f, s, np.clip(values - m + RESIDUAL_MAX, 0, N_SYMBOLS - 1)].astype(np.float64) + 1
-            bits += float(np.sum(PRECISION - np.log2(freq)))
+            if values.size:
+                out.append((values, unit_contexts(grids[unit.grid], unit, cfg.arm_context)))
+    return out
+
+
+def latent_bits(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
+                inputs: list[tuple[np.ndarray, np.ndarray]] | None = None) -> float:
+    """Exact information content (bits) of the latents under the integer ARM and tables."""
+    tables = load_tables()
+    bits = 0.0
+    for values, ctx in latent_inputs(grids, cfg) if inputs is None else inputs:
+        mu, ls = arm.forward(ctx)
+        m, f, s = table_index(mu, ls, cfg.latent_bound)
+        freq = tables[f, s, np.clip(values - m + RESIDUAL_MAX, 0, N_SYMBOLS - 1)].astype(np.float64) + 1
+        bits += float(np.sum(PRECISION - np.log2(freq)))
     return bits
 
 

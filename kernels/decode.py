@@ -18,7 +18,7 @@ from ..decoder.entropy import decode_latents, decode_mask
 from ..decoder.format import read_bitstream, read_networks
 from ..decoder.reference import Decoded, FloatNetworks
 from .philox import masked_weights
-from .threadwise import prepare, run
+from .synthesis import prepare, run
 from .upsample import upsample
 
 

@@ -1,21 +1,33 @@
-"""Modulation and masked synthesis on the device (twins of reference.modulate / synthesize).
+"""Modulation and masked synthesis on the device (twins of reference.modulate / synthesize), with
+one pixel per thread lane and every channel a register.
 
-Three kernels over blocks of pixels; the only full-resolution tensors in global memory are the
-mod_out-channel maps o1 and o2 (channel-last, read back on 3x3 neighbourhoods from L2):
-- ``_modulation_head_kernel``: o1 = GELU(W1 GELU(W0 u + b0) + b1) per pixel;
-- ``_residual_conv_kernel``: o2 = GELU(conv3x3(o1) + b2 + o1), edge replicated;
-- ``_fused_synthesis_kernel``: o3 from o2's neighbourhood, o0 recomputed from the upsampled
-  latents, then the masked random MLP with the rewind concatenations, the output transform and
-  8-bit rounding — no full-resolution o0/o3 or hidden-layer tensor ever exists.
-The MLP's concatenations are split by segment: [h | o3 | o2 | o1 | o0] @ M == h @ M_h + o3 @ M_3 ...
+A block is a 1-D vector of pixels; each channel of a layer is one [BLOCK] variable, so a
+multiply-add is one FMA per pixel against a uniform (broadcast) weight load, and the widths are
+the live counts after compaction, not powers of two. (The first version used ``tl.dot`` tiles:
+in fp32 they paid for padding 7 latents to 16 and 48 modulation channels to 64, and ran 2.1-2.6x
+slower on an H200; results/gpu_h200.)
 
-The mask pays on the device through compaction (``prepare``): a hidden neuron whose kept inputs
-are all pruned outputs GELU(0) = 0 and one whose outgoing weights are all pruned is never read,
-so both leave the matrices; o0 channels that no kept last-layer weight reads are not recomputed in
-the fused kernel. Widths are then padded to the powers of two that ``tl.dot`` needs.
+Layers are streamed two at a time: the neurons of a layer are visited in a runtime loop, each
+computed, activated and at once scattered into the next layer's accumulators, so one list of
+variables per stage exists. Triton has no lists of tensors, so the source of those lists is
+generated from (latents, mod_out, live neurons of synthesis layer 1) — a handful of values per
+architecture, each compiled once; everything else (live neurons of layers 0 and 2, the o0
+channels the last layer reads, mod_width) is a runtime loop bound, so a new mask never
+recompiles. Three passes; the only full-resolution tensors in global memory are the mod_out
+planes o1 and o2:
+- ``head_kernel``: o1 = GELU(W1 GELU(W0 u + b0) + b1), o0 streamed channel by channel;
+- ``conv_kernel``: o2 = GELU(conv3x3(o1) + b2 + o1), edges replicated;
+- ``fused_kernel``: o3 from o2's 3x3 neighbourhood, the masked random MLP with the rewind
+  concatenations, o0 recomputed for the channels the last layer reads, the output transform and
+  8-bit rounding.
+The mask pays through compaction: a hidden neuron whose kept inputs are all pruned outputs
+GELU(0) = 0 and one whose outgoing weights are all pruned is never read, so both leave the loops.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import linecache
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,146 +35,122 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK = 64
-# "ieee": fp32 FMAs, what the tests compare against the reference; "tf32": tensor cores (the
-# benchmark reports its 8-bit difference to the reference beside its speed).
-PRECISION = "ieee"
+BLOCK = 128  # x 4 warps: one pixel per lane; the fastest of six launch shapes on an H200 at 4K
+NUM_WARPS = 4
 
 
 @triton.jit
 def _gelu(x):
-    # 0.5 x (1 + tanh(k)) == x * sigmoid(2 k); the clamp keeps exp finite (sigmoid(30) == 1 in fp32).
+    # tanh-form GELU as x * sigmoid(2 k); the clamp keeps exp finite (sigmoid(30) == 1 in fp32)
     k = 0.7978845608028654 * (x + 0.044715 * x * x * x)
     return x / (1.0 + tl.exp(-2.0 * tl.minimum(tl.maximum(k, -15.0), 15.0)))
 
 
-@triton.jit
-def _matmul(v, w, PREC: tl.constexpr):
-    return tl.dot(v, w, input_precision=PREC)
+def _terms(pairs: list[tuple[str, str]]) -> str:
+    return " + ".join(f"{v} * tl.load({w})" for v, w in pairs) or "0.0"
 
 
-@triton.jit
-def _load_matrix(ptr, R: tl.constexpr, C: tl.constexpr):
-    return tl.load(ptr + tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :])
+def _conv_source(src: str, dst: str, wb: str, mo: int) -> str:
+    """dst<c> = GELU(b + src<c> + conv3x3(src)) at (y, x), edges replicated; wb: (mo, mo*9 + 1) rows."""
+    lines = []
+    for t in range(9):
+        dy, dx = t // 3 - 1, t % 3 - 1
+        lines.append(f"    at = tl.minimum(tl.maximum(y + {dy}, 0), H - 1) * W + tl.minimum(tl.maximum(x + {dx}, 0), W - 1)")
+        for c in range(mo):
+            lines.append(f"    n{c}_{t} = tl.load({src} + {c} * HW + at, mask=valid, other=0.0)")
+    for c in range(mo):
+        row = c * (9 * mo + 1)
+        taps = _terms([(f"n{ci}_{t}", f"{wb} + {row + ci * 9 + t}") for ci in range(mo) for t in range(9)])
+        lines.append(f"    {dst}{c} = _gelu(tl.load({wb} + {row + 9 * mo}) + n{c}_4 + {taps})")
+    return "\n".join(lines)
 
 
-@triton.jit
-def _load_planes(ptr, pos, valid, HW, C: tl.constexpr):
-    # ptr: (C, H, W) channel-major; pos: [BLOCK] flat pixel index -> [BLOCK, C]
-    ch = tl.arange(0, C)
-    return tl.load(ptr + ch[None, :] * HW + pos[:, None], mask=valid[:, None], other=0.0)
+def _source(n_latents: int, mo: int, n1: int) -> str:
+    L = n_latents
+    u = [f"u{k}" for k in range(L)]
+    load_u = "\n".join(f"    u{k} = tl.load(up_ptr + {k} * HW + pos, mask=valid, other=0.0)" for k in range(L))
+    prologue = ("    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)\n"
+                "    valid = pos < HW\n")
+    # head rows, one per o0 channel j: [w0[j, :L], b0[j], w1[:, j]]
+    head = [
+        "@triton.jit",
+        "def head_kernel(up_ptr, rows_ptr, b1_ptr, o1_ptr, HW, MW, BLOCK: tl.constexpr):",
+        prologue + load_u,
+        *[f"    a{c} = tl.zeros([BLOCK], dtype=tl.float32) + tl.load(b1_ptr + {c})" for c in range(mo)],
+        "    for j in range(MW):",
+        f"        r = rows_ptr + j * {L + 1 + mo}",
+        f"        t = _gelu(tl.load(r + {L}) + {_terms([(u[k], f'r + {k}') for k in range(L)])})",
+        *[f"        a{c} += t * tl.load(r + {L + 1 + c})" for c in range(mo)],
+        *[f"    tl.store(o1_ptr + {c} * HW + pos, _gelu(a{c}), mask=valid)" for c in range(mo)],
+    ]
+    conv = [
+        "@triton.jit",
+        "def conv_kernel(src_ptr, wb_ptr, dst_ptr, H, W, BLOCK: tl.constexpr):",
+        "    HW = H * W",
+        prologue + "    y = pos // W\n    x = pos % W",
+        _conv_source("src_ptr", "d", "wb_ptr", mo),
+        *[f"    tl.store(dst_ptr + {c} * HW + pos, d{c}, mask=valid)" for c in range(mo)],
+    ]
+    # Modulation segments, in the order the synthesis concatenates them: o3, o2, o1.
+    o3 = [f"o3_{c}" for c in range(mo)]
+    o2 = [f"o2_{c}" for c in range(mo)]
+    o1 = [f"o1_{c}" for c in range(mo)]
+    mods2, mods3 = o3 + o2, o3 + o2 + o1
+    l1_mod = [f"    s{j} = zero + {_terms([(v, f'm1_ptr + {i * n1 + j}') for i, v in enumerate(mods2)])}"
+              for j in range(n1)]
+    z_mod = [f"    z{c} = zero + {_terms([(v, f'm3_ptr + {i * 3 + c}') for i, v in enumerate(mods3)])}" for c in range(3)]
+    l2_stride = n1 + 3 * mo + 3
+    l2_terms = _terms([(f"h{j}", f"r + {j}") for j in range(n1)]
+                      + [(v, f"r + {n1 + i}") for i, v in enumerate(mods3)])
+    fused = [
+        "@triton.jit",
+        "def fused_kernel(up_ptr, o1_ptr, o2_ptr, conv3_ptr, m1_ptr, m3_ptr, l0_ptr, l2_ptr, o0_ptr, out_ptr,",
+        "                 H, W, N0, N2, K0, BLOCK: tl.constexpr):",
+        "    HW = H * W",
+        prologue + "    y = pos // W\n    x = pos % W\n    zero = tl.zeros([BLOCK], dtype=tl.float32)",
+        *[f"    o2_{c} = tl.load(o2_ptr + {c} * HW + pos, mask=valid, other=0.0)" for c in range(mo)],
+        *[f"    o1_{c} = tl.load(o1_ptr + {c} * HW + pos, mask=valid, other=0.0)" for c in range(mo)],
+        _conv_source("o2_ptr", "o3_", "conv3_ptr", mo),
+        # pixel centres in [-1, 1]; a side of length 1 has coordinate 0
+        "    cx = tl.where(W > 1, (2 * x - (W - 1)).to(tl.float32) / tl.maximum(W - 1, 1).to(tl.float32), 0.0)",
+        "    cy = tl.where(H > 1, (2 * y - (H - 1)).to(tl.float32) / tl.maximum(H - 1, 1).to(tl.float32), 0.0)",
+        *l1_mod,
+        # layer 0 (rows [w_x, w_y, M1 column]) streamed into layer 1's sums
+        "    for k in range(N0):",
+        f"        r = l0_ptr + k * {n1 + 2}",
+        "        t = _gelu(cx * tl.load(r) + cy * tl.load(r + 1))",
+        *[f"        s{j} += t * tl.load(r + {2 + j})" for j in range(n1)],
+        *[f"    h{j} = _gelu(s{j})" for j in range(n1)],
+        *z_mod,
+        # layer 2 (rows [M2 row over h1, o3, o2, o1, M3 column]) streamed into the output sums
+        "    for i in range(N2):",
+        f"        r = l2_ptr + i * {l2_stride}",
+        f"        t = _gelu({l2_terms})",
+        *[f"        z{c} += t * tl.load(r + {n1 + 3 * mo + c})" for c in range(3)],
+        # o0 channels the last layer reads (rows [w0 row, b0, M3 column]), recomputed here
+        load_u,
+        "    for j in range(K0):",
+        f"        r = o0_ptr + j * {L + 4}",
+        f"        t = _gelu(tl.load(r + {L}) + {_terms([(u[k], f'r + {k}') for k in range(L)])})",
+        *[f"        z{c} += t * tl.load(r + {L + 1 + c})" for c in range(3)],
+        *[f"    q{c} = tl.floor(tl.minimum(tl.maximum(1.0 / (1.0 + tl.exp(-2.0 * "
+          f"tl.minimum(tl.maximum(z{c}, -15.0), 15.0))), 0.0), 1.0) * 255.0 + 0.5).to(tl.uint8)"
+          for c in range(3)],
+        *[f"    tl.store(out_ptr + pos * 3 + {c}, q{c}, mask=valid)" for c in range(3)],
+    ]
+    return "\n\n\n".join("\n".join(k) for k in (head, conv, fused)) + "\n"
 
 
-@triton.jit
-def _load_pixels(ptr, pos, valid, C: tl.constexpr):
-    # ptr: (H, W, C) channel-last -> [BLOCK, C]
-    ch = tl.arange(0, C)
-    return tl.load(ptr + pos[:, None] * C + ch[None, :], mask=valid[:, None], other=0.0)
-
-
-@triton.jit
-def _row(ptr, r, N: tl.constexpr):
-    # row r of an (R, N) row-major matrix as a [1, N] operand
-    return tl.load(ptr + r * N + tl.arange(0, N))[None, :]
-
-
-@triton.jit
-def _residual_conv(src_ptr, y, x, H, W, valid, w_ptr, b_ptr, MOP: tl.constexpr):
-    # GELU(conv3x3(src; W) + b + src) at pixels (y, x); neighbours clamped (edge replication).
-    # Small products are outer products of single-channel loads: compiled by Triton 3.6 on an H100,
-    # sum(a[:, :, None] * b[None], axis=1) gave wrong products (combined into a non-fp32 dot).
-    acc = tl.zeros([y.shape[0], MOP], dtype=tl.float32)
-    for t in tl.static_range(9):
-        yy = tl.minimum(tl.maximum(y + (t // 3 - 1), 0), H - 1)
-        xx = tl.minimum(tl.maximum(x + (t % 3 - 1), 0), W - 1)
-        at = (yy * W + xx) * MOP
-        for c in tl.static_range(MOP):
-            acc += tl.load(src_ptr + at + c, mask=valid, other=0.0)[:, None] * _row(w_ptr, t * MOP + c, MOP)
-    centre = _load_pixels(src_ptr, y * W + x, valid, MOP)
-    return _gelu(acc + tl.load(b_ptr + tl.arange(0, MOP))[None, :] + centre)
-
-
-@triton.jit
-def _modulation_head_kernel(up_ptr, w0_ptr, b0_ptr, w1_ptr, b1_ptr, o1_ptr, HW,
-                            LP: tl.constexpr, MWP: tl.constexpr, MOP: tl.constexpr, M16: tl.constexpr,
-                            BLOCK: tl.constexpr, PREC: tl.constexpr):
-    # up: (LP, H, W) zero-padded channels; w1: (MWP, M16), o1 out: (H, W, MOP), MOP <= M16
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = pos < HW
-    u = _load_planes(up_ptr, pos, valid, HW, LP)
-    o0 = _gelu(_matmul(u, _load_matrix(w0_ptr, LP, MWP), PREC)
-               + tl.load(b0_ptr + tl.arange(0, MWP))[None, :])
-    o1 = _gelu(_matmul(o0, _load_matrix(w1_ptr, MWP, M16), PREC) + tl.load(b1_ptr + tl.arange(0, M16))[None, :])
-    ch = tl.arange(0, M16)
-    tl.store(o1_ptr + pos[:, None] * MOP + ch[None, :], o1, mask=valid[:, None] & (ch[None, :] < MOP))
-
-
-@triton.jit
-def _residual_conv_kernel(src_ptr, w_ptr, b_ptr, dst_ptr, H, W, MOP: tl.constexpr, BLOCK: tl.constexpr):
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = pos < H * W
-    out = _residual_conv(src_ptr, pos // W, pos % W, H, W, valid, w_ptr, b_ptr, MOP)
-    ch = tl.arange(0, MOP)
-    tl.store(dst_ptr + pos[:, None] * MOP + ch[None, :], out, mask=valid[:, None])
-
-
-@triton.jit
-def _fused_synthesis_kernel(
-        up_ptr, o1_ptr, o2_ptr, w0_ptr, b0_ptr, w3_ptr, b3_ptr,
-        m0_ptr, m1h_ptr, m1a_ptr, m1b_ptr, m2h_ptr, m2a_ptr, m2b_ptr, m2c_ptr,
-        m3h_ptr, m3a_ptr, m3b_ptr, m3c_ptr, m3d_ptr, out_ptr, H, W,
-        LP: tl.constexpr, K0: tl.constexpr, MOP: tl.constexpr,
-        N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
-        BLOCK: tl.constexpr, PREC: tl.constexpr):
-    # Weights are (in, out) row-major, zero-padded; m<l><h|a|b|c|d>: layer l's block for the hidden
-    # input h and the modulation segments o3 (a), o2 (b), o1 (c), o0 (d). w0/b0 hold only the K0
-    # (padded) o0 channels that layer 3 reads. out: (H, W, 3) uint8.
-    HW = H * W
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = pos < HW
-    y = pos // W
-    x = pos % W
-    o3 = _residual_conv(o2_ptr, y, x, H, W, valid, w3_ptr, b3_ptr, MOP)
-    # The modulation segments' share of every layer, one channel at a time (see _residual_conv).
-    ch = tl.arange(0, MOP)
-    mod1 = tl.zeros([BLOCK, N1], dtype=tl.float32)
-    mod2 = tl.zeros([BLOCK, N2], dtype=tl.float32)
-    mod3 = tl.zeros([BLOCK, N3], dtype=tl.float32)
-    for c in tl.static_range(MOP):
-        c3 = tl.sum(tl.where(ch[None, :] == c, o3, 0.0), axis=1)[:, None]
-        c2 = tl.load(o2_ptr + pos * MOP + c, mask=valid, other=0.0)[:, None]
-        c1 = tl.load(o1_ptr + pos * MOP + c, mask=valid, other=0.0)[:, None]
-        mod1 += c3 * _row(m1a_ptr, c, N1) + c2 * _row(m1b_ptr, c, N1)
-        mod2 += c3 * _row(m2a_ptr, c, N2) + c2 * _row(m2b_ptr, c, N2) + c1 * _row(m2c_ptr, c, N2)
-        mod3 += c3 * _row(m3a_ptr, c, N3) + c2 * _row(m3b_ptr, c, N3) + c1 * _row(m3c_ptr, c, N3)
-    u = _load_planes(up_ptr, pos, valid, HW, LP)
-    o0 = _gelu(_matmul(u, _load_matrix(w0_ptr, LP, K0), PREC)
-               + tl.load(b0_ptr + tl.arange(0, K0))[None, :])
-
-    w_f = tl.maximum(W - 1, 1).to(tl.float32)  # a side of length 1 has coordinate 0
-    h_f = tl.maximum(H - 1, 1).to(tl.float32)
-    cx = tl.where(W > 1, (2 * x - (W - 1)).to(tl.float32) / w_f, 0.0)
-    cy = tl.where(H > 1, (2 * y - (H - 1)).to(tl.float32) / h_f, 0.0)
-    n0 = tl.arange(0, N0)
-    h = _gelu(cx[:, None] * tl.load(m0_ptr + n0)[None, :] + cy[:, None] * tl.load(m0_ptr + N0 + n0)[None, :])
-    h = _gelu(_matmul(h, _load_matrix(m1h_ptr, N0, N1), PREC) + mod1)
-    h = _gelu(_matmul(h, _load_matrix(m2h_ptr, N1, N2), PREC) + mod2)
-    z = _matmul(h, _load_matrix(m3h_ptr, N2, N3), PREC) + mod3 + _matmul(o0, _load_matrix(m3d_ptr, K0, N3), PREC)
-    rgb = 1.0 / (1.0 + tl.exp(-2.0 * tl.minimum(tl.maximum(z, -15.0), 15.0)))  # same 8-bit result
-    q = tl.floor(tl.minimum(tl.maximum(rgb, 0.0), 1.0) * 255.0 + 0.5).to(tl.uint8)
-    ch = tl.arange(0, N3)
-    tl.store(out_ptr + pos[:, None] * 3 + ch[None, :], q, mask=valid[:, None] & (ch[None, :] < 3))
-
-
-def _pow2(n: int, floor: int = 1) -> int:
-    return max(floor, 1 << max(n - 1, 0).bit_length())
-
-
-def _pad(a, shape: tuple[int, ...], device) -> torch.Tensor:
-    a = torch.as_tensor(a, dtype=torch.float32, device=device)
-    out = torch.zeros(shape, dtype=torch.float32, device=device)
-    out[tuple(slice(0, s) for s in a.shape)] = a
-    return out
+@functools.lru_cache(maxsize=None)
+def kernels(n_latents: int, mod_out: int, n1: int) -> dict:
+    """The three kernels for these variable-list lengths (Triton reads a kernel's source through
+    linecache, so the generated module is registered there under a name keyed by its text)."""
+    src = _source(n_latents, mod_out, n1)
+    name = f"<lotterycodec-synthesis-{hashlib.sha1(src.encode()).hexdigest()[:16]}>"
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    namespace = {"triton": triton, "tl": tl, "_gelu": _gelu}
+    exec(compile(src, name, "exec"), namespace)
+    return {k: namespace[k] for k in ("head_kernel", "conv_kernel", "fused_kernel")}
 
 
 def live_neurons(weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -189,73 +177,64 @@ def live_neurons(weights: list[np.ndarray]) -> list[np.ndarray]:
 
 @dataclass
 class Prepared:
-    """Device-resident, padded and compacted parameters of one file: made once per image."""
-    head: list
-    conv2: list
-    conv3: list
-    o0_head: list
-    synth: list
-    LP: int
-    MWP: int
-    MOP: int
-    M16: int
-    K0: int
-    N: tuple
+    """One file's parameters, laid out as the rows the kernels stream: made once per image."""
+    head_rows: torch.Tensor
+    b1: torch.Tensor
+    conv2: torch.Tensor
+    conv3: torch.Tensor
+    m1: torch.Tensor
+    m3: torch.Tensor
+    l0_rows: torch.Tensor
+    l2_rows: torch.Tensor
+    o0_rows: torch.Tensor
+    n_latents: int
+    mod_width: int
+    mod_out: int
+    live: tuple[int, int, int]
+    o0_used: int
+
+
+def _rows(*blocks: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1), np.float32)
 
 
 def prepare(mod: list[np.ndarray], weights: list, n_latents: int, device) -> Prepared:
     """mod: w0, b0, w1, b1, w2, b2, w3, b3 (float32); weights: masked synthesis matrices (out, in)."""
-    w0, b0, w1, b1, w2, b2, w3, b3 = mod
+    w0, b0, w1, b1, w2, b2, w3, b3 = (np.asarray(a, np.float32) for a in mod)
     mw, mo = w0.shape[0], w1.shape[0]
-    LP, MWP, MOP = _pow2(n_latents, 16), _pow2(mw, 16), _pow2(mo)
-    m = [w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w) for w in weights]
+    m = [w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, np.float32) for w in weights]
     live = live_neurons(m)
     widths = [w.shape[0] for w in m[:-1]]
-    # Compact: rows (outputs) of hidden layers to the live neurons, the hidden columns of the next.
-    rows = [m[0][live[0]]]
-    for l in (1, 2, 3):
-        cols = np.concatenate([live[l - 1], np.arange(widths[l - 1], m[l].shape[1])])
-        w = m[l][:, cols]
-        rows.append(w[live[l]] if l < 3 else w)
-    m = rows
-    hidden = [len(a) for a in live]
-    o0_used = np.flatnonzero((m[3][:, hidden[2] + 3 * mo:] != 0).any(axis=0))
-    K0 = _pow2(len(o0_used), 16)
-    N0, N1, N2, N3 = (_pow2(hidden[0], 16), _pow2(hidden[1], 16), _pow2(hidden[2], 16), 16)
-    pad = lambda a, shape: _pad(a, shape, device)  # noqa: E731
-    M16 = max(MOP, 16)  # tl.dot's smallest output width
-    head = [pad(w0.T, (LP, MWP)), pad(b0, (MWP,)), pad(w1.T, (MWP, M16)), pad(b1, (M16,))]
-    o0_head = [pad(w0[o0_used].T, (LP, K0)), pad(b0[o0_used], (K0,))]
-    conv = [[pad(np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(9, mo, mo), (9, MOP, MOP)), pad(b, (MOP,))]
-            for w, b in ((w2, b2), (w3, b3))]  # (out, in, 3, 3) -> (tap, in, out)
-    out_pad = {1: N1, 2: N2, 3: N3}
-
-    def segments(l: int) -> list[torch.Tensor]:
-        # layer l's input is [h | o3 | o2 | ...]: one (in, out) block per segment
-        h, cols = hidden[l - 1], out_pad[l]
-        blocks = [pad(m[l][:, :h].T, ((N0, N1, N2)[l - 1], cols))]
-        for k in range(l + 1):
-            blocks.append(pad(m[l][:, h + k * mo:h + (k + 1) * mo].T, (MOP, cols)) if k < 3 else
-                          pad(m[l][:, h + 3 * mo:][:, o0_used].T, (K0, cols)))
-        return blocks
-    synth = [pad(m[0].T, (2, N0))] + segments(1) + segments(2) + segments(3)
-    return Prepared(head, *conv, o0_head, synth, LP, MWP, MOP, M16, K0, (N0, N1, N2, N3))
+    l0 = m[0][live[0]]                                            # (n0, 2)
+    l1 = m[1][live[1]]
+    l1h, l1m = l1[:, live[0]], l1[:, widths[0]:]                  # (n1, n0), (n1, 2 mo)
+    l2 = m[2][live[2]]
+    l2h, l2m = l2[:, live[1]], l2[:, widths[1]:]                  # (n2, n1), (n2, 3 mo)
+    l3h, l3m, l3o0 = (m[3][:, live[2]], m[3][:, widths[2]:widths[2] + 3 * mo], m[3][:, widths[2] + 3 * mo:])
+    o0_used = np.flatnonzero((l3o0 != 0).any(axis=0))
+    conv = [_rows(w.reshape(mo, mo * 9), b[:, None]) for w, b in ((w2, b2), (w3, b3))]  # (out, in*9 + 1)
+    as_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32).ravel()).to(device)  # noqa: E731
+    return Prepared(
+        head_rows=as_dev(_rows(w0, b0[:, None], w1.T)), b1=as_dev(b1),
+        conv2=as_dev(conv[0]), conv3=as_dev(conv[1]),
+        m1=as_dev(l1m.T), m3=as_dev(l3m.T),
+        l0_rows=as_dev(_rows(l0, l1h.T)), l2_rows=as_dev(_rows(l2h, l2m, l3h.T)),
+        o0_rows=as_dev(_rows(w0[o0_used], b0[o0_used, None], l3o0[:, o0_used].T)),
+        n_latents=n_latents, mod_width=mw, mod_out=mo, live=tuple(len(a) for a in live), o0_used=len(o0_used))
 
 
-def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, precision: str = PRECISION) -> torch.Tensor:
+def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, num_warps: int = NUM_WARPS) -> torch.Tensor:
     """up: (L, H, W) float32 on the device -> (H, W, 3) uint8."""
-    dev = up.device
     L, H, W = up.shape
-    up_p = up if L == p.LP else torch.cat([up, torch.zeros((p.LP - L, H, W), dtype=up.dtype, device=dev)])
-    o1 = torch.empty((H, W, p.MOP), dtype=torch.float32, device=dev)
+    n0, n1, n2 = p.live
+    k = kernels(L, p.mod_out, n1)
+    up = up.contiguous()
+    o1 = torch.empty((p.mod_out, H, W), dtype=torch.float32, device=up.device)
     o2 = torch.empty_like(o1)
+    out = torch.empty((H, W, 3), dtype=torch.uint8, device=up.device)
     grid = (triton.cdiv(H * W, block),)
-    _modulation_head_kernel[grid](up_p, *p.head, o1, H * W, LP=p.LP, MWP=p.MWP, MOP=p.MOP, M16=p.M16,
-                                  BLOCK=block, PREC=precision)
-    _residual_conv_kernel[grid](o1, *p.conv2, o2, H, W, MOP=p.MOP, BLOCK=block)
-    out = torch.empty((H, W, 3), dtype=torch.uint8, device=dev)
-    N0, N1, N2, N3 = p.N
-    _fused_synthesis_kernel[grid](up_p, o1, o2, *p.o0_head, *p.conv3, *p.synth, out, H, W, LP=p.LP, K0=p.K0,
-                                  MOP=p.MOP, N0=N0, N1=N1, N2=N2, N3=N3, BLOCK=block, PREC=precision)
+    k["head_kernel"][grid](up, p.head_rows, p.b1, o1, H * W, p.mod_width, BLOCK=block, num_warps=num_warps)
+    k["conv_kernel"][grid](o1, p.conv2, o2, H, W, BLOCK=block, num_warps=num_warps)
+    k["fused_kernel"][grid](up, o1, o2, p.conv3, p.m1, p.m3, p.l0_rows, p.l2_rows, p.o0_rows, out,
+                            H, W, n0, n2, p.o0_used, BLOCK=block, num_warps=num_warps)
     return out
-

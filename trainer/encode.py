@@ -15,7 +15,7 @@ from ..decoder.format import write_bitstream, write_networks
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
 from .presets import get_preset
-from .quantize import integer_masks, quantize_model
+from .quantize import integer_masks, quantize_model, search_steps
 from .train import BatchedModel, train
 
 
@@ -87,20 +87,22 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     batch = BatchedModel(items).to(dev)
     train_stats = train(batch, targets, torch.tensor(lmbdas, dtype=torch.float32, device=dev), chosen, steps,
                         progress)
+    t_train = time.perf_counter() - t0
+    quant_steps = search_steps(batch, targets, lmbdas)
     batch.unstack_into(items)
     del batch
-    t_train = time.perf_counter() - t0
-    return [_write(model, target, lmbda, stats, preset, steps if steps is not None else chosen.steps,
-                   chosen.finetune_steps, t_train, len(images))
-            for model, target, lmbda, stats in zip(items, targets, lmbdas, train_stats)]
+    t_search = time.perf_counter() - t0 - t_train
+    return [_write(model, item_steps, lmbda, stats, preset, steps if steps is not None else chosen.steps,
+                   chosen.finetune_steps, t_train, t_search, len(images))
+            for model, item_steps, lmbda, stats in zip(items, quant_steps, lmbdas, train_stats)]
 
 
-def _write(model: LotteryModel, target: torch.Tensor, lmbda: float, train_stats: dict, preset: str, steps: int,
-           finetune_steps: int, t_train: float, batch_size: int) -> EncodeResult:
+def _write(model: LotteryModel, quant_steps: dict, lmbda: float, train_stats: dict, preset: str, steps: int,
+           finetune_steps: int, t_train: float, t_search: float, batch_size: int) -> EncodeResult:
     """Quantize one trained item and write its file."""
     t0 = time.perf_counter()
     height, width, seed = model.height, model.width, model.seed
-    cfg, nets, grids, masks, qstats = quantize_model(model, target, lmbda)
+    cfg, nets, grids, masks, qstats = quantize_model(model, quant_steps)
     net_bytes, net_bits = write_networks(nets)
     counts, mask_words = encode_mask(masks)
     latent_words = encode_latents(grids, nets.arm, cfg)
@@ -125,8 +127,9 @@ def _write(model: LotteryModel, target: torch.Tensor, lmbda: float, train_stats:
         "psnr_training_float": train_stats["psnr_float"],
         "macs_per_pixel": macs_per_pixel(cfg, height, width),
         "config": dict((f.name, v) for f, v in cfg.fields()),
-        # train_s is the whole batch's training, shared by its batch_size items
-        "times": {"encode_s": t_train + time.perf_counter() - t0, "train_s": t_train, "batch_size": batch_size},
+        # train_s and step_search_s are the whole batch's, shared by its batch_size items
+        "times": {"encode_s": t_train + t_search + time.perf_counter() - t0, "train_s": t_train,
+                  "step_search_s": t_search, "batch_size": batch_size},
     }
     return EncodeResult(data, summary, model, grids, cfg, net_bytes, latent_words)
 

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 
 from ..decoder.config import SYNTH_DENSE, ArchConfig, FormatError
-from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits
+from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits, latent_inputs
 from ..decoder.format import Networks, best_golomb_order, golomb_bits
-from .model import LotteryModel
+from .model import LotteryModel, modulate, synthesize, upsample
+from .train import BatchedModel
 
 ARM_FRAC_CANDIDATES = range(3, 13)
 STEP_EXP_CANDIDATES = range(2, 17)
@@ -45,6 +46,7 @@ def _quantize_arm(model: LotteryModel, frac: int) -> IntArm:
 def search_arm(model: LotteryModel, grids: list[np.ndarray], cfg: ArchConfig):
     """The fractional-bit count minimising real latent bits + ARM bits."""
     best = None
+    inputs = latent_inputs(grids, cfg)
     for frac in ARM_FRAC_CANDIDATES:
         arm = _quantize_arm(model, frac)
         try:
@@ -53,7 +55,7 @@ def search_arm(model: LotteryModel, grids: list[np.ndarray], cfg: ArchConfig):
             continue
         c = cfg.replace(arm_frac_bits=frac)
         net = sum(tensor_bits(t) for t in arm.weights + arm.biases)
-        lat = latent_bits(grids, arm, c)
+        lat = latent_bits(grids, arm, c, inputs)
         if best is None or lat + net < best[0]:
             best = (lat + net, frac, arm, lat, net)
     if best is None:
@@ -67,52 +69,64 @@ def _round_to_step(p: torch.Tensor, exp: int) -> tuple[torch.Tensor, np.ndarray]
 
 
 @torch.no_grad()
-def quantize_model(model: LotteryModel, target: torch.Tensor, lmbda: float):
-    """Returns (cfg with steps, Networks, integer latents, masks, bits per module)."""
+def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]) -> list[dict]:
+    """Per item, the step of each sent float group minimising distortion + lambda * bits / pixel.
+
+    Groups are searched in a fixed order, each with the earlier ones already quantized; every
+    item is searched at once (one batched forward per candidate step), each keeping its own best.
+    Leaves the batch holding the dequantized values. Returns per item {group: (exp, ints)}."""
+    B, pixels = batch.batch, batch.height * batch.width
+    q_latents = batch.quantized_latents("hard")
+    weights = np.asarray(lmbdas, dtype=np.float64) / pixels
+
+    def distortion() -> np.ndarray:
+        up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
+        image = synthesize(batch.coords, batch.synthesis_layers(), modulate(up, list(batch.mod)),
+                           batch.height, batch.width)
+        return torch.mean((image - targets) ** 2, dim=(1, 2, 3)).double().cpu().numpy()
+
+    groups = {  # header field (or the dense synthesis' own step) -> parameters quantized with that step
+        "ups_step_exp": [batch.ups_kernel],
+        "mod_weight_step_exp": list(batch.mod[0::2]),
+        "mod_bias_step_exp": list(batch.mod[1::2]),
+    }
+    if batch.cfg.synth_mode == SYNTH_DENSE:
+        groups["synth_step_exp"] = list(batch.dense)
+    chosen: list[dict] = [{} for _ in range(B)]
+    for name, params in groups.items():
+        originals = [p.detach().clone() for p in params]
+        best_cost = np.full(B, np.inf)
+        best: list = [None] * B
+        for exp in STEP_EXP_CANDIDATES:
+            quantized = [_round_to_step(o, exp) for o in originals]
+            for p, (f, _) in zip(params, quantized):
+                p.copy_(f)
+            bits = np.array([sum(tensor_bits(q[b]) for _, q in quantized) for b in range(B)])
+            cost = distortion() + weights * bits
+            for b in np.flatnonzero(cost < best_cost):
+                best_cost[b] = cost[b]
+                best[b] = (exp, [(f[b].clone(), q[b]) for f, q in quantized])
+        for b, (exp, item) in enumerate(best):
+            for p, (f, _) in zip(params, item):
+                p[b].copy_(f)
+            chosen[b][name] = (exp, [q for _, q in item])
+    return chosen
+
+
+def quantize_model(model: LotteryModel, steps: dict):
+    """Returns (cfg with steps, Networks, integer latents, masks, bits per module); steps: this
+    item's entry of :func:`search_steps` (the model already holds those dequantized values)."""
     cfg = model.cfg
     grids = integer_latents(model)
     masks = integer_masks(model)
     frac, arm, lat_bits, arm_bits = search_arm(model, grids, cfg)
     cfg = cfg.replace(arm_frac_bits=frac)
-    for layer, w, b in zip(model.arm, arm.weights, arm.biases):
-        layer.weight.copy_(torch.from_numpy(w).float() * 2.0 ** -frac)
-        layer.bias.copy_(torch.from_numpy(b).float() * 2.0 ** -frac)
-
-    pixels = model.height * model.width
-    q_latents = model.quantized_latents("hard")
-    up_fixed = None
-
-    def distortion(rebuild_up: bool) -> float:
-        nonlocal up_fixed
-        if rebuild_up or up_fixed is None:
-            up_fixed = model.upsample(q_latents)
-        image = model.synthesize(model.modulate(up_fixed))
-        return torch.mean((image - target) ** 2).item()
-
-    groups = {  # header field (or the dense synthesis' own step) -> parameters quantized with that step
-        "ups_step_exp": [model.ups_kernel],
-        "mod_weight_step_exp": list(model.mod[0::2]),
-        "mod_bias_step_exp": list(model.mod[1::2]),
-    }
-    if cfg.synth_mode == SYNTH_DENSE:
-        groups["synth_step_exp"] = list(model.dense)
-    chosen, ints = {}, {}
-    for name, params in groups.items():
-        originals = [p.detach().clone() for p in params]
-        best = None
-        for exp in STEP_EXP_CANDIDATES:
-            quantized = [_round_to_step(o, exp) for o in originals]
-            for p, (f, _) in zip(params, quantized):
-                p.copy_(f)
-            bits = sum(tensor_bits(q) for _, q in quantized)
-            cost = distortion(name == "ups_step_exp") + lmbda * bits / pixels
-            if best is None or cost < best[0]:
-                best = (cost, exp, quantized, bits)
-        _, exp, quantized, bits = best
-        for p, (f, _) in zip(params, quantized):
-            p.copy_(f)
-        chosen[name], ints[name] = exp, [q for _, q in quantized]
-        distortion(True)
+    with torch.no_grad():
+        for layer, w, b in zip(model.arm, arm.weights, arm.biases):
+            layer.weight.copy_(torch.from_numpy(w).float() * 2.0 ** -frac)
+            layer.bias.copy_(torch.from_numpy(b).float() * 2.0 ** -frac)
+    chosen = {name: exp for name, (exp, _) in steps.items()}
+    ints = {name: q for name, (_, q) in steps.items()}
     synth_step_exp = chosen.pop("synth_step_exp", 0)  # written in the networks section, not the header
     cfg = cfg.replace(**chosen)
     mod_ints = [None] * len(model.mod)
