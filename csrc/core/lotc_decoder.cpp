@@ -5,6 +5,11 @@
 #include "lotc_kernels.h"
 
 #include <algorithm>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -669,6 +674,23 @@ struct UpsampleScratch {
     std::vector<float> padded, phase;
 };
 
+// out[2j] = even[j], out[2j+1] = odd[j] for the out_w outputs, with the baseline vector unit of
+// the target (SSE2 on x86-64, NEON on aarch64; both always present there).
+void interleave(const float* even, const float* odd, int out_w, float* out) {
+    int j = 0;
+#if defined(__SSE2__)
+    for (; j + 4 <= out_w / 2; j += 4) {
+        const __m128 e = _mm_loadu_ps(even + j), o = _mm_loadu_ps(odd + j);
+        _mm_storeu_ps(out + 2 * j, _mm_unpacklo_ps(e, o));
+        _mm_storeu_ps(out + 2 * j + 4, _mm_unpackhi_ps(e, o));
+    }
+#elif defined(__ARM_NEON)
+    for (; j + 4 <= out_w / 2; j += 4) vst2q_f32(out + 2 * j, float32x4x2_t{{vld1q_f32(even + j), vld1q_f32(odd + j)}});
+#endif
+    for (; j < out_w / 2; ++j) out[2 * j] = even[j], out[2 * j + 1] = odd[j];
+    if (out_w & 1) out[out_w - 1] = even[out_w / 2];
+}
+
 void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, int out_w, float* out,
                   UpsampleScratch& scratch, const Kernels& kernels) {
     const int T = m.taps, P = T, a = y & 1, i = y >> 1;
@@ -694,11 +716,7 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
             kernels.mac(taps, m.ups[a][b], &dst, std::min(kChunk, count - j0), Activation::kLinear);
         }
     }
-    // Both column phases interleaved in one pass.
-    const float* even = scratch.phase.data();
-    const float* odd = even + half;
-    for (int j = 0; j < out_w / 2; ++j) out[2 * j] = even[j], out[2 * j + 1] = odd[j];
-    if (out_w & 1) out[out_w - 1] = even[out_w / 2];
+    interleave(scratch.phase.data(), scratch.phase.data() + half, out_w, out);
 }
 
 // Seconds each thread spent per stage, summed.
