@@ -77,6 +77,16 @@ def test_one_size_per_batch(small_image):
                       progress=False)
 
 
+def test_low_rate_items_train_in_their_own_batch(small_image):
+    # the cpu preset's low-rate architecture (lambda >= 4e-3): one batch per architecture, order kept
+    got = encode_arrays([small_image] * 3, [1e-3, 1e-2, 4e-3], [0.7] * 3, [1, 2, 3], preset="cpu", steps=1,
+                        progress=False)
+    assert [(r.cfg.arm_context, r.cfg.arm_width, r.cfg.mod_width) for r in got] == [(16, 16, 48), (8, 8, 24),
+                                                                                    (8, 8, 24)]
+    assert [r.summary["times"]["batch_size"] for r in got] == [1, 2, 2]
+    assert [r.summary["lmbda"] for r in got] == [1e-3, 1e-2, 4e-3]
+
+
 def test_batch_of_three_matches_three_single_runs(bundled_image):
     """Same seeds, 32x32, 50 steps: each item of one B = 3 run decodes within 0.05 dB of its own run."""
     crops = [np.ascontiguousarray(bundled_image[y:y + 32, x:x + 32]) for y, x in ((0, 0), (48, 40), (90, 70))]

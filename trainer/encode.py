@@ -14,7 +14,7 @@ from ..decoder.entropy import encode_latents, encode_mask, substream_plan
 from ..decoder.format import write_bitstream, write_networks
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
-from .presets import get_preset
+from .presets import get_preset, item_arch
 from .quantize import integer_masks, quantize_model, search_steps
 from .train import BatchedModel, train
 
@@ -62,18 +62,32 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
                   preset: str = "cpu", steps: int | None = None, device: str = "cpu", arch: dict | None = None,
                   finetune_steps: int | None = None, progress: bool = True) -> list[EncodeResult]:
     """B overfits trained at once in one batched model (images of one size; per item its own
-    lambda, kept ratio and seed), then B independent files, each what encode_array would write."""
+    lambda, kept ratio and seed), then B independent files, each what encode_array would write.
+    Items whose lambdas call for different architectures (the preset's low-rate one) train in one
+    batch per architecture."""
     if not images or not len(images) == len(lmbdas) == len(kept_ratios) == len(seeds):
         raise ValueError("one lambda, kept ratio and seed per image")
     if len({im.shape[:2] for im in images}) != 1:
         raise ValueError("a batch holds images of one size: " + ", ".join(
             sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})))
-    t0 = time.perf_counter()
-    height, width = images[0].shape[:2]
     chosen = get_preset(preset)
     if finetune_steps is not None:
         chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
-    base = ArchConfig(**{**chosen.arch, **(arch or {})})
+    archs = [item_arch(chosen, lmbda, arch) for lmbda in lmbdas]
+    groups: dict[tuple, list[int]] = {}
+    for i, a in enumerate(archs):
+        groups.setdefault(tuple(sorted(a.items())), []).append(i)
+    if len(groups) > 1:  # one batched model holds one architecture: a batch per architecture
+        results: list = [None] * len(images)
+        for key, idx in groups.items():
+            part = encode_arrays([images[i] for i in idx], [lmbdas[i] for i in idx], [kept_ratios[i] for i in idx],
+                                 [seeds[i] for i in idx], preset, steps, device, dict(key), finetune_steps, progress)
+            for i, r in zip(idx, part):
+                results[i] = r
+        return results
+    t0 = time.perf_counter()
+    height, width = images[0].shape[:2]
+    base = ArchConfig(**{**chosen.arch, **archs[0]})
     dev = resolve_device(device)
     items = []
     for kept_ratio, seed in zip(kept_ratios, seeds):

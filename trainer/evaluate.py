@@ -137,20 +137,25 @@ def _finished(files: Path, name: str, lmbda: float, settings: dict) -> dict | No
     return record if record is not None and record.get("settings") == settings else None
 
 
-def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings: dict, batch: int,
+def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings_for, batch: int,
                  device: str) -> list:
-    """The lambdas of one image without a finished file, ``batch`` per job (one batched training)."""
+    """The lambdas of one image without a finished file, ``batch`` of one architecture per job (one
+    batched training); settings_for(lambda): the settings its record must match."""
     from .jobs import EncodeJob
-    missing = [lm for lm in lmbdas if _finished(files, name, lm, settings) is None]
-    return [EncodeJob(name, image, missing[i:i + batch], settings, device) for i in range(0, len(missing), batch)]
+    groups: dict[str, list[float]] = {}
+    for lm in lmbdas:
+        if _finished(files, name, lm, settings_for(lm)) is None:
+            groups.setdefault(json.dumps(settings_for(lm), sort_keys=True), []).append(lm)
+    return [EncodeJob(name, image, missing[i:i + batch], settings_for(missing[0]), device)
+            for missing in groups.values() for i in range(0, len(missing), batch)]
 
 
-def store(files: Path, settings: dict, items: list) -> None:
+def store(files: Path, settings_for, items: list) -> None:
     """Writes finished encodes; a file's record is written last and marks it finished."""
     for item in items:
         path, record_path = _paths(files, item.name, item.lmbda)
         path.write_bytes(item.data)
-        record = {"settings": settings, "encoding_time": item.encoding_time, "summary": item.summary}
+        record = {"settings": settings_for(item.lmbda), "encoding_time": item.encoding_time, "summary": item.summary}
         record_path.write_text(json.dumps(record, indent=1))
 
 
@@ -265,25 +270,31 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     out_dir = Path(out)
     files = out_dir / "files"
     files.mkdir(parents=True, exist_ok=True)
-    from .presets import get_preset
+    from .presets import get_preset, item_arch
     # Everything an encode depends on, the preset's definition included: a finished file is reused
-    # only when this matches its record.
-    settings = {"preset": preset, "preset_definition": dataclasses.asdict(get_preset(preset)), "steps": steps,
-                "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {}}
+    # only when this matches its record. "arch" is the item's own (its lambda may select the preset's
+    # low-rate fields), so the low-rate rule itself is left out of the recorded definition.
+    chosen = get_preset(preset)
+    settings = {"preset": preset, "preset_definition": {k: v for k, v in dataclasses.asdict(chosen).items()
+                                                        if not k.startswith("low_rate")},
+                "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {}}
+
+    def settings_for(lmbda: float) -> dict:
+        return {**settings, "arch": item_arch(chosen, lmbda, arch)}
     loaded = {}
     for path in paths:
         image = load_image(path)
         loaded[path.stem] = center_crop(image, crop) if crop else image
     jobs = [job for name, image in loaded.items()
-            for job in missing_jobs(name, image, lmbdas, files, settings, batch, device)]
+            for job in missing_jobs(name, image, lmbdas, files, settings_for, batch, device)]
     resources = {"GPU": 1} if device == "cuda" else None  # a cluster's GPU workers declare --resources GPU=1
-    run_jobs(jobs, lambda items: store(files, settings, items), cluster=cluster, workers=workers, retries=retries,
+    run_jobs(jobs, lambda items: store(files, settings_for, items), cluster=cluster, workers=workers, retries=retries,
              resources=resources, progress=progress)
     rows: list[Row] = []
     bar = tqdm(total=len(loaded) * len(lmbdas), desc="measure", unit="file", disable=not progress)
     for name, image in loaded.items():
         for lmbda in lmbdas:
-            rows.append(our_row(name, image, lmbda, files, settings))
+            rows.append(our_row(name, image, lmbda, files, settings_for(lmbda)))
             bar.set_postfix(image=name, lmbda=f"{lmbda:g}", bpp=f"{rows[-1].bpp:.3f}",
                             psnr=f"{rows[-1].psnr_rgb:.2f}")
             bar.update()

@@ -15,6 +15,10 @@ class Preset:
     log_every: int = 25
     arch: dict = field(default_factory=dict)  # ArchConfig fields this preset changes
     description: str = ""
+    # Fields changed again for lambda >= low_rate_from: where the rate is small the networks'
+    # own bits dominate, and a smaller ARM and modulation pay for themselves.
+    low_rate_arch: dict = field(default_factory=dict)
+    low_rate_from: float = 0.0
 
 
 PRESETS = {
@@ -22,11 +26,21 @@ PRESETS = {
                    description="smoke tests and demos: seconds on tiny images"),
     # ARM 16/16: at 256x256 the default 24/24 ARM costs 6.7 kbit against 3.4 kbit and lost on
     # both rate and PSNR (kodim23 crop, lambda 1e-3: 0.593 bpp / 34.97 dB vs 0.553 / 35.25).
+    # Low rates (lambda >= 4e-3): ARM 8/8 and 24 modulation channels; on eight 256x256 Kodak crops
+    # see results/eval_crop256_cpu (README: "low-rate architecture").
     "cpu": Preset("cpu", steps=2000, arch={"arm_context": 16, "arm_width": 16},
-                  description="256x256 in about 5 minutes on 2 CPU cores"),
+                  description="256x256 in about 5 minutes on 2 CPU cores",
+                  low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3),
     "paper": Preset("paper", steps=100_000, finetune_steps=10_000, log_every=200,
                     description="the published schedule (100k + 10k steps); meant for a GPU"),
 }
+
+
+def item_arch(preset: Preset, lmbda: float, arch: dict | None = None) -> dict:
+    """ArchConfig fields one item changes on top of ``preset.arch``: the preset's low-rate ones
+    when its lambda calls for them, then the caller's."""
+    low = preset.low_rate_arch if preset.low_rate_arch and lmbda >= preset.low_rate_from else {}
+    return {**low, **(arch or {})}
 
 
 def get_preset(name: str) -> Preset:
