@@ -11,7 +11,7 @@ file bytes, so workers need no shared filesystem; the client writes each file as
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
