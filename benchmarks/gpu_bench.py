@@ -101,9 +101,10 @@ def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: boo
     kernel = torch.from_numpy(fnets.ups_kernel).to(dev)
     row["upload_ms"] = timed(lambda: [g.to(dev) for g in grids], dev, repeat, warmup)
     grids_dev = [g.to(dev) for g in grids]
-    row["weights_ms"] = timed(lambda: prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev),
-                                              bs.cfg.n_grids, dev), dev, repeat, warmup)
-    params = prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), bs.cfg.n_grids, dev)
+    def weights_on_device():
+        return prepare(fnets.mod, masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev), dev)
+    row["weights_ms"] = timed(weights_on_device, dev, repeat, warmup)
+    params = weights_on_device()
     row["kept_weights"] = bs.cfg.kept_weights
     row["hidden_widths"] = [bs.cfg.synth_width0, bs.cfg.synth_width1, bs.cfg.synth_width2]
     row["live_neurons"] = list(params.live)

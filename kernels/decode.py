@@ -59,7 +59,7 @@ def decode(data: bytes, threads: int | None = None) -> Decoded:
     t3 = time.perf_counter()
     times["upload"] = t3 - t2
     weights = masked_weights(bs.seed, bs.cfg.synth_in_out, masks, dev)
-    params = prepare(fnets.mod, weights, bs.cfg.n_grids, dev)
+    params = prepare(fnets.mod, weights, dev)
     _sync(dev)
     t4 = time.perf_counter()
     times["weights"] = t4 - t3

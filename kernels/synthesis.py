@@ -47,7 +47,7 @@ def _gelu(x):
 
 
 def _terms(pairs: list[tuple[str, str]]) -> str:
-    return " + ".join(f"{v} * tl.load({w})" for v, w in pairs) or "0.0"
+    return " + ".join(f"{v} * tl.load({w})" for v, w in pairs)
 
 
 def _conv_source(src: str, dst: str, wb: str, mo: int) -> str:
@@ -96,9 +96,9 @@ def _source(n_latents: int, mo: int, n1: int) -> str:
     o2 = [f"o2_{c}" for c in range(mo)]
     o1 = [f"o1_{c}" for c in range(mo)]
     mods2, mods3 = o3 + o2, o3 + o2 + o1
-    l1_mod = [f"    s{j} = zero + {_terms([(v, f'm1_ptr + {i * n1 + j}') for i, v in enumerate(mods2)])}"
+    l1_mod = [f"    s{j} = {_terms([(v, f'm1_ptr + {i * n1 + j}') for i, v in enumerate(mods2)])}"
               for j in range(n1)]
-    z_mod = [f"    z{c} = zero + {_terms([(v, f'm3_ptr + {i * 3 + c}') for i, v in enumerate(mods3)])}" for c in range(3)]
+    z_mod = [f"    z{c} = {_terms([(v, f'm3_ptr + {i * 3 + c}') for i, v in enumerate(mods3)])}" for c in range(3)]
     l2_stride = n1 + 3 * mo + 3
     l2_terms = _terms([(f"h{j}", f"r + {j}") for j in range(n1)]
                       + [(v, f"r + {n1 + i}") for i, v in enumerate(mods3)])
@@ -107,7 +107,7 @@ def _source(n_latents: int, mo: int, n1: int) -> str:
         "def fused_kernel(up_ptr, o1_ptr, o2_ptr, conv3_ptr, m1_ptr, m3_ptr, l0_ptr, l2_ptr, o0_ptr, out_ptr,",
         "                 H, W, N0, N2, K0, BLOCK: tl.constexpr):",
         "    HW = H * W",
-        prologue + "    y = pos // W\n    x = pos % W\n    zero = tl.zeros([BLOCK], dtype=tl.float32)",
+        prologue + "    y = pos // W\n    x = pos % W",
         *[f"    o2_{c} = tl.load(o2_ptr + {c} * HW + pos, mask=valid, other=0.0)" for c in range(mo)],
         *[f"    o1_{c} = tl.load(o1_ptr + {c} * HW + pos, mask=valid, other=0.0)" for c in range(mo)],
         _conv_source("o2_ptr", "o3_", "conv3_ptr", mo),
@@ -187,7 +187,6 @@ class Prepared:
     l0_rows: torch.Tensor
     l2_rows: torch.Tensor
     o0_rows: torch.Tensor
-    n_latents: int
     mod_width: int
     mod_out: int
     live: tuple[int, int, int]
@@ -198,7 +197,7 @@ def _rows(*blocks: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(blocks, axis=1), np.float32)
 
 
-def prepare(mod: list[np.ndarray], weights: list, n_latents: int, device) -> Prepared:
+def prepare(mod: list[np.ndarray], weights: list, device) -> Prepared:
     """mod: w0, b0, w1, b1, w2, b2, w3, b3 (float32); weights: masked synthesis matrices (out, in)."""
     w0, b0, w1, b1, w2, b2, w3, b3 = (np.asarray(a, np.float32) for a in mod)
     mw, mo = w0.shape[0], w1.shape[0]
@@ -220,7 +219,7 @@ def prepare(mod: list[np.ndarray], weights: list, n_latents: int, device) -> Pre
         m1=as_dev(l1m.T), m3=as_dev(l3m.T),
         l0_rows=as_dev(_rows(l0, l1h.T)), l2_rows=as_dev(_rows(l2h, l2m, l3h.T)),
         o0_rows=as_dev(_rows(w0[o0_used], b0[o0_used, None], l3o0[:, o0_used].T)),
-        n_latents=n_latents, mod_width=mw, mod_out=mo, live=tuple(len(a) for a in live), o0_used=len(o0_used))
+        mod_width=mw, mod_out=mo, live=tuple(len(a) for a in live), o0_used=len(o0_used))
 
 
 def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, num_warps: int = NUM_WARPS) -> torch.Tensor:

@@ -43,7 +43,7 @@ def test_fused_synthesis_matches_reference(height, width, arch, kept):
     mods = reference.modulate(up, nets.mod)
     want = reference.to_uint8(reference.synthesize(np.arange(height), width, height,
                                                    reference.rewind_inputs(mods), weights))
-    p = prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    p = prepare(nets.mod, weights, DEVICE)
     got = run(torch.from_numpy(up).to(DEVICE), p, block=64, num_warps=2).cpu().numpy()
     assert got.shape == want.shape
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
@@ -51,7 +51,7 @@ def test_fused_synthesis_matches_reference(height, width, arch, kept):
 
 def test_compaction_counts_what_the_kernels_loop_over():
     cfg, nets, up, weights = _case(3, 3, {}, 0.04, 1)
-    p = prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    p = prepare(nets.mod, weights, DEVICE)
     last = weights[3][:, cfg.synth_width2 + 3 * cfg.mod_out:]
     assert p.o0_used == int((last != 0).any(axis=0).sum()) < cfg.mod_width
     assert p.live == tuple(len(a) for a in live_neurons(weights))
@@ -62,7 +62,7 @@ def test_modulation_passes_match_reference():
     # the head (o1) and residual-conv (o2) passes alone, so a failure on a GPU names its stage
     cfg, nets, up, weights = _case(11, 70, {}, 0.5, 5)
     _, o1, o2, _ = reference.modulate(up, nets.mod)
-    p = prepare(nets.mod, weights, cfg.n_grids, DEVICE)
+    p = prepare(nets.mod, weights, DEVICE)
     k = synthesis.kernels(cfg.n_grids, cfg.mod_out, p.live[1])
     height, width = up.shape[1:]
     got1 = torch.empty((cfg.mod_out, height, width), device=DEVICE)

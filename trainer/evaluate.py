@@ -144,8 +144,9 @@ def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path,
     from .jobs import EncodeJob
     groups: dict[str, list[float]] = {}
     for lm in lmbdas:
-        if _finished(files, name, lm, settings_for(lm)) is None:
-            groups.setdefault(json.dumps(settings_for(lm), sort_keys=True), []).append(lm)
+        settings = settings_for(lm)
+        if _finished(files, name, lm, settings) is None:
+            groups.setdefault(json.dumps(settings, sort_keys=True), []).append(lm)
     return [EncodeJob(name, image, missing[i:i + batch], settings_for(missing[0]), device)
             for missing in groups.values() for i in range(0, len(missing), batch)]
 

@@ -79,10 +79,21 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
     q_latents = batch.quantized_latents("hard")
     weights = np.asarray(lmbdas, dtype=np.float64) / pixels
 
-    def distortion() -> np.ndarray:
-        up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
-        image = synthesize(batch.coords, batch.synthesis_layers(), modulate(up, list(batch.mod)),
-                           batch.height, batch.width)
+    # Only the group being searched changes between candidates: the upsampled latents are rebuilt
+    # while the upsampling kernel is searched, the synthesis weights while a dense one is.
+    up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
+    layers = batch.synthesis_layers()
+
+    def refresh(name: str) -> None:
+        nonlocal up, layers
+        if name == "ups_step_exp":
+            up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
+        if name == "synth_step_exp":
+            layers = batch.synthesis_layers()
+
+    def distortion(name: str) -> np.ndarray:
+        refresh(name)
+        image = synthesize(batch.coords, layers, modulate(up, list(batch.mod)), batch.height, batch.width)
         return torch.mean((image - targets) ** 2, dim=(1, 2, 3)).double().cpu().numpy()
 
     groups = {  # header field (or the dense synthesis' own step) -> parameters quantized with that step
@@ -102,7 +113,7 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
             for p, (f, _) in zip(params, quantized):
                 p.copy_(f)
             bits = np.array([sum(tensor_bits(q[b]) for _, q in quantized) for b in range(B)])
-            cost = distortion() + weights * bits
+            cost = distortion(name) + weights * bits
             for b in np.flatnonzero(cost < best_cost):
                 best_cost[b] = cost[b]
                 best[b] = (exp, [(f[b].clone(), q[b]) for f, q in quantized])
@@ -110,6 +121,7 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
             for p, (f, _) in zip(params, item):
                 p[b].copy_(f)
             chosen[b][name] = (exp, [q for _, q in item])
+        refresh(name)  # the later groups see this one's chosen values
     return chosen
 
 

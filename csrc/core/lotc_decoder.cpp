@@ -598,8 +598,9 @@ void pack_synthesis(const std::vector<std::vector<uint8_t>>& masks, const std::v
         layer.start.push_back(uint32_t(layer.index.size()));
         ++layer.fan_out;
     };
-    for (SparseLayer* layer : {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3], &m.synth0_x, &m.synth0_y})
-        layer->start.assign(1, 0);
+    const std::array<SparseLayer*, 6> packed_layers = {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3],
+                                                        &m.synth0_x, &m.synth0_y};
+    for (SparseLayer* layer : packed_layers) layer->start.assign(1, 0);
     // Layer 0 in three groups: both coordinates (inputs x, y), x alone (input x), y alone (input y).
     std::vector<int> position(size_t(shapes_io[0].fan_out), -1);  // previous layer's neuron -> input index
     auto group_of = [&](int o) { return kept(0, o, 0) && kept(0, o, 1) ? 0 : kept(0, o, 0) ? 1 : 2; };
@@ -622,8 +623,7 @@ void pack_synthesis(const std::vector<std::vector<uint8_t>>& masks, const std::v
         }
         position = std::move(next_position);
     }
-    for (SparseLayer* layer : {&m.synth[0], &m.synth[1], &m.synth[2], &m.synth[3], &m.synth0_x, &m.synth0_y})
-        layer->bias.assign(size_t(layer->fan_out), 0.0f);
+    for (SparseLayer* layer : packed_layers) layer->bias.assign(size_t(layer->fan_out), 0.0f);
 }
 
 SparseLayer dense_layer(int fan_out, int fan_in, const float* weight, const float* bias) {
