@@ -108,7 +108,6 @@ def bench_file(name: str, data: bytes, dev, repeat: int, warmup: int, check: boo
     row["kept_weights"] = bs.cfg.kept_weights
     row["hidden_widths"] = [bs.cfg.synth_width0, bs.cfg.synth_width1, bs.cfg.synth_width2]
     row["live_neurons"] = list(params.live)
-    row["o0_channels_read"] = params.o0_used
     row["upsampling_ms"] = timed(lambda: upsample(grids_dev, kernel), dev, repeat, warmup)
     up = upsample(grids_dev, kernel)
     sweep = {}

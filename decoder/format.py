@@ -114,15 +114,16 @@ class BitReader:
         return -u if u and self.read(1) else u
 
 
-def golomb_bits(values: np.ndarray, k: int) -> int:
-    u = np.abs(values.astype(np.int64))
-    q = (u >> k) + 1
-    n = np.floor(np.log2(q)).astype(np.int64)
-    return int(np.sum(2 * n + 1 + k + (u != 0)))
+def golomb_bits_per_order(values: np.ndarray) -> np.ndarray:
+    """Bits of the signed exp-Golomb code of `values` for every order 0..MAX_GOLOMB_ORDER."""
+    u = np.abs(np.asarray(values, np.int64).reshape(-1))
+    k = np.arange(MAX_GOLOMB_ORDER + 1, dtype=np.int64)
+    n = np.floor(np.log2((u[None, :] >> k[:, None]) + 1)).astype(np.int64)  # prefix zeros
+    return 2 * n.sum(axis=1) + u.size * (1 + k) + np.count_nonzero(u)
 
 
 def best_golomb_order(values: np.ndarray) -> int:
-    return min(range(MAX_GOLOMB_ORDER + 1), key=lambda k: golomb_bits(values, k))
+    return int(np.argmin(golomb_bits_per_order(values)))  # the smallest order among equals
 
 
 def write_networks(nets: Networks) -> tuple[bytes, dict[str, int]]:

@@ -123,3 +123,19 @@ def test_cli_encodes_several_inputs_into_a_folder(tmp_path, bundled_image, capsy
     Image.fromarray(np.ascontiguousarray(bundled_image[:8, :8])).save(tmp_path / "x" / "a.png")
     assert main(["encode", inputs[0], str(tmp_path / "x" / "a.png"), "-o", str(out), "--steps", "1"]) == 1
     assert "same file" in capsys.readouterr().err
+
+
+def test_files_of_a_batch_written_in_worker_processes_equal_those_written_here(small_image, monkeypatch):
+    from lotterycodec.trainer import bitstream, encode
+    sent = []
+
+    def recording(items):
+        sent.extend(items)
+        return bitstream.pack_all(items)
+
+    monkeypatch.setattr(encode, "pack_all", recording)
+    results = encode_arrays([small_image] * 3, [1e-3] * 3, [0.7, 0.4, 0.7], [1, 2, 3], preset="fast", steps=2,
+                            progress=False)
+    assert len(sent) == 3
+    assert [r.data for r in results] == [bitstream.pack(item).data for item in sent]
+    assert len({r.data for r in results}) == 3

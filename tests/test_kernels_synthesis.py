@@ -52,23 +52,26 @@ def test_fused_synthesis_matches_reference(height, width, arch, kept):
 def test_compaction_counts_what_the_kernels_loop_over():
     cfg, nets, up, weights = _case(3, 3, {}, 0.04, 1)
     p = prepare(nets.mod, weights, DEVICE)
-    last = weights[3][:, cfg.synth_width2 + 3 * cfg.mod_out:]
-    assert p.o0_used == int((last != 0).any(axis=0).sum()) < cfg.mod_width
+    assert p.head_rows.numel() == cfg.mod_width * (cfg.n_grids + 1 + cfg.mod_out + 3)
     assert p.live == tuple(len(a) for a in live_neurons(weights))
     assert p.l0_rows.numel() == p.live[0] * (p.live[1] + 2)
 
 
 def test_modulation_passes_match_reference():
-    # the head (o1) and residual-conv (o2) passes alone, so a failure on a GPU names its stage
+    # the head (o1, o0's share of the output sums) and residual-conv (o2) passes alone, so a
+    # failure on a GPU names its stage
     cfg, nets, up, weights = _case(11, 70, {}, 0.5, 5)
-    _, o1, o2, _ = reference.modulate(up, nets.mod)
+    o0, o1, o2, _ = reference.modulate(up, nets.mod)
     p = prepare(nets.mod, weights, DEVICE)
     k = synthesis.kernels(cfg.n_grids, cfg.mod_out, p.live[1])
     height, width = up.shape[1:]
     got1 = torch.empty((cfg.mod_out, height, width), device=DEVICE)
-    k["head_kernel"][(4,)](torch.from_numpy(up).to(DEVICE), p.head_rows, p.b1, got1, height * width, cfg.mod_width,
-                           BLOCK=256)
+    z0 = torch.empty((3, height, width), device=DEVICE)
+    k["head_kernel"][(4,)](torch.from_numpy(up).to(DEVICE), p.head_rows, p.b1, got1, z0, height * width,
+                           cfg.mod_width, BLOCK=256)
     assert np.allclose(got1.cpu().numpy(), o1, rtol=1e-4, atol=1e-5)
+    m3_o0 = weights[3][:, cfg.synth_width2 + 3 * cfg.mod_out:]
+    assert np.allclose(z0.cpu().numpy(), np.einsum("cj,jhw->chw", m3_o0, o0), rtol=1e-4, atol=1e-5)
     got2 = torch.empty_like(got1)
     k["conv_kernel"][(4,)](torch.from_numpy(o1).to(DEVICE), p.conv2, got2, height, width, BLOCK=256)
     assert np.allclose(got2.cpu().numpy(), o2, rtol=1e-4, atol=1e-5)

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from ..decoder.config import SYNTH_DENSE, ArchConfig, kept_weights_for
-from ..decoder.entropy import encode_latents, encode_mask, substream_plan
-from ..decoder.format import write_bitstream, write_networks
+from ..decoder.entropy import encode_mask, substream_plan
+from ..decoder.format import write_bitstream
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
 from .presets import get_preset, item_arch
-from .quantize import integer_masks, quantize_model, search_steps
+from .bitstream import Packed, pack_all
+from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
 from .train import BatchedModel, train
 
 
@@ -106,24 +107,24 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     batch.unstack_into(items)
     del batch
     t_search = time.perf_counter() - t0 - t_train
-    return [_write(model, item_steps, lmbda, stats, preset, steps if steps is not None else chosen.steps,
-                   chosen.finetune_steps, t_train, t_search, len(images))
-            for model, item_steps, lmbda, stats in zip(items, quant_steps, lmbdas, train_stats)]
+    t1 = time.perf_counter()
+    sent = [item_integers(model, item_steps) for model, item_steps in zip(items, quant_steps)]
+    packed = pack_all(sent)
+    t_write = time.perf_counter() - t1
+    times = {"encode_s": time.perf_counter() - t0, "train_s": t_train, "step_search_s": t_search,
+             "write_s": t_write, "batch_size": len(images)}
+    return [_result(model, item.grids, p, lmbda, stats, preset, steps if steps is not None else chosen.steps,
+                    chosen.finetune_steps, times)
+            for model, item, p, lmbda, stats in zip(items, sent, packed, lmbdas, train_stats)]
 
 
-def _write(model: LotteryModel, quant_steps: dict, lmbda: float, train_stats: dict, preset: str, steps: int,
-           finetune_steps: int, t_train: float, t_search: float, batch_size: int) -> EncodeResult:
-    """Quantize one trained item and write its file."""
-    t0 = time.perf_counter()
-    height, width, seed = model.height, model.width, model.seed
-    cfg, nets, grids, masks, qstats = quantize_model(model, quant_steps)
-    net_bytes, net_bits = write_networks(nets)
-    counts, mask_words = encode_mask(masks)
-    latent_words = encode_latents(grids, nets.arm, cfg)
-    data = write_bitstream(width, height, seed, cfg, net_bytes, counts, mask_words, latent_words)
+def _result(model: LotteryModel, grids: list[np.ndarray], packed: Packed, lmbda: float, train_stats: dict,
+            preset: str, steps: int, finetune_steps: int, times: dict) -> EncodeResult:
+    adopt_quantized_arm(model, packed)
+    height, width, seed, cfg, data = model.height, model.width, model.seed, packed.cfg, packed.data
     pixels = height * width
     per_grid = {}
-    for units, words in zip(substream_plan(cfg, height, width), latent_words):
+    for units, words in zip(substream_plan(cfg, height, width), packed.latent_words):
         key = f"grid{units[0].grid}" if len(units) == 1 else "shared(" + ",".join(
             f"grid{u.grid}" for u in units) + ")"
         per_grid[key] = per_grid.get(key, 0) + 4 * words.size
@@ -133,19 +134,19 @@ def _write(model: LotteryModel, quant_steps: dict, lmbda: float, train_stats: di
         "bytes": len(data), "bpp": 8 * len(data) / pixels,
         "rate_estimate": {
             "latent_bpp_training_estimate": train_stats["latent_bpp_estimate"],
-            "latent_bpp_exact_information": qstats["latent_bits"] / pixels,
-            "latent_bpp_in_file": 8 * sum(4 * w.size for w in latent_words) / pixels,
+            "latent_bpp_exact_information": packed.latent_bits / pixels,
+            "latent_bpp_in_file": 8 * sum(4 * w.size for w in packed.latent_words) / pixels,
         },
-        "network_bits": net_bits,
+        "network_bits": packed.net_bits,
         "latent_bytes_per_substream_group": per_grid,
         "psnr_training_float": train_stats["psnr_float"],
         "macs_per_pixel": macs_per_pixel(cfg, height, width),
         "config": dict((f.name, v) for f, v in cfg.fields()),
-        # train_s and step_search_s are the whole batch's, shared by its batch_size items
-        "times": {"encode_s": t_train + t_search + time.perf_counter() - t0, "train_s": t_train,
-                  "step_search_s": t_search, "batch_size": batch_size},
+        # the whole batch's wall times, shared by its batch_size items; write_s: ARM search and
+        # range coding of every item (worker processes when the batch holds several)
+        "times": {**times, "write_cpu_s": packed.seconds},
     }
-    return EncodeResult(data, summary, model, grids, cfg, net_bytes, latent_words)
+    return EncodeResult(data, summary, model, grids, cfg, packed.net_bytes, packed.latent_words)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The trainable LotteryCodec model: the decoder's computation in torch, plus what training adds
 (float latents, noise quantizers, mask scores with a straight-through top-k).
 
-With :meth:`LotteryModel.forward` in ``mode="hard"`` after :func:`quantize.quantize_model`,
+With :meth:`LotteryModel.forward` in ``mode="hard"`` after an encode (quantized steps and ARM),
 the image equals the reference decoder's (same formulas, float32; see tests).
 """
 from __future__ import annotations

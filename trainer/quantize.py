@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..decoder.config import SYNTH_DENSE, ArchConfig, FormatError
-from ..decoder.entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, latent_bits, latent_inputs
-from ..decoder.format import Networks, best_golomb_order, golomb_bits
+from ..decoder.config import SYNTH_DENSE
+from .bitstream import ItemIntegers, Packed, tensor_bits
 from .model import LotteryModel, modulate, synthesize, upsample
 from .train import BatchedModel
 
-ARM_FRAC_CANDIDATES = range(3, 13)
 STEP_EXP_CANDIDATES = range(2, 17)
-
-
-def tensor_bits(q: np.ndarray) -> int:
-    flat = q.reshape(-1)
-    return 5 + (golomb_bits(flat, best_golomb_order(flat)) if flat.size else 0)
 
 
 def integer_latents(model: LotteryModel) -> list[np.ndarray]:
@@ -30,37 +23,6 @@ def integer_masks(model: LotteryModel, kept: int | None = None) -> list[np.ndarr
         return [np.zeros((o, i), dtype=bool) for i, o in model.cfg.synth_in_out]
     with torch.no_grad():
         return [m.detach().cpu().numpy() > 0.5 for m in model.masks(kept)]
-
-
-def _quantize_arm(model: LotteryModel, frac: int) -> IntArm:
-    scale = float(1 << frac)
-    ws, bs = [], []
-    for layer in model.arm:
-        ws.append(np.clip(np.round(layer.weight.detach().cpu().numpy().astype(np.float64) * scale),
-                          -ARM_PARAM_MAX, ARM_PARAM_MAX).astype(np.int64))
-        bs.append(np.clip(np.round(layer.bias.detach().cpu().numpy().astype(np.float64) * scale),
-                          -ARM_PARAM_MAX, ARM_PARAM_MAX).astype(np.int64))
-    return IntArm(ws, bs, frac)
-
-
-def search_arm(model: LotteryModel, grids: list[np.ndarray], cfg: ArchConfig):
-    """The fractional-bit count minimising real latent bits + ARM bits."""
-    best = None
-    inputs = latent_inputs(grids, cfg)
-    for frac in ARM_FRAC_CANDIDATES:
-        arm = _quantize_arm(model, frac)
-        try:
-            check_arm_bounds(arm, cfg.latent_bound)
-        except FormatError:
-            continue
-        c = cfg.replace(arm_frac_bits=frac)
-        net = sum(tensor_bits(t) for t in arm.weights + arm.biases)
-        lat = latent_bits(grids, arm, c, inputs)
-        if best is None or lat + net < best[0]:
-            best = (lat + net, frac, arm, lat, net)
-    if best is None:
-        raise RuntimeError("no ARM quantization keeps the accumulators within 32 bits")
-    return best[1:]
 
 
 def _round_to_step(p: torch.Tensor, exp: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -125,24 +87,18 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
     return chosen
 
 
-def quantize_model(model: LotteryModel, steps: dict):
-    """Returns (cfg with steps, Networks, integer latents, masks, bits per module); steps: this
-    item's entry of :func:`search_steps` (the model already holds those dequantized values)."""
-    cfg = model.cfg
-    grids = integer_latents(model)
-    masks = integer_masks(model)
-    frac, arm, lat_bits, arm_bits = search_arm(model, grids, cfg)
-    cfg = cfg.replace(arm_frac_bits=frac)
-    with torch.no_grad():
-        for layer, w, b in zip(model.arm, arm.weights, arm.biases):
-            layer.weight.copy_(torch.from_numpy(w).float() * 2.0 ** -frac)
-            layer.bias.copy_(torch.from_numpy(b).float() * 2.0 ** -frac)
-    chosen = {name: exp for name, (exp, _) in steps.items()}
-    ints = {name: q for name, (_, q) in steps.items()}
-    synth_step_exp = chosen.pop("synth_step_exp", 0)  # written in the networks section, not the header
-    cfg = cfg.replace(**chosen)
-    mod_ints = [None] * len(model.mod)
-    mod_ints[0::2], mod_ints[1::2] = ints["mod_weight_step_exp"], ints["mod_bias_step_exp"]
-    nets = Networks(arm, ints["ups_step_exp"][0], mod_ints, synth=ints.get("synth_step_exp"),
-                    synth_step_exp=synth_step_exp)
-    return cfg, nets, grids, masks, {"latent_bits": lat_bits}
+def item_integers(model: LotteryModel, steps: dict) -> ItemIntegers:
+    """What :func:`bitstream.pack` needs of one trained item; steps: this item's entry of
+    :func:`search_steps` (the model already holds those dequantized values)."""
+    arm_float = [(layer.weight.detach().cpu().numpy().astype(np.float64),
+                  layer.bias.detach().cpu().numpy().astype(np.float64)) for layer in model.arm]
+    return ItemIntegers(model.width, model.height, model.seed, model.cfg, integer_latents(model),
+                        integer_masks(model), arm_float, steps)
+
+
+@torch.no_grad()
+def adopt_quantized_arm(model: LotteryModel, packed: Packed) -> None:
+    """Leave the model holding the ARM the file sends (dequantized), like every other group."""
+    for layer, w, b in zip(model.arm, packed.arm.weights, packed.arm.biases):
+        layer.weight.copy_(torch.from_numpy(w).float() * 2.0 ** -packed.arm.frac_bits)
+        layer.bias.copy_(torch.from_numpy(b).float() * 2.0 ** -packed.arm.frac_bits)
