@@ -47,7 +47,7 @@ class Packed:
     net_bytes: bytes
     net_bits: dict
     latent_words: list[np.ndarray]
-    seconds: float               # this item's own CPU time here
+    seconds: float               # CPU time of this item's packing (its thread only)
 
 
 def tensor_bits(q: np.ndarray) -> int:
@@ -82,7 +82,7 @@ def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.nd
 
 
 def pack(item: ItemIntegers) -> Packed:
-    t0 = time.process_time()
+    t0 = time.thread_time()
     frac, arm, lat_bits, _ = search_arm(item.arm_float, item.grids, item.cfg)
     exps = {name: exp for name, (exp, _) in item.steps.items()}
     ints = {name: q for name, (_, q) in item.steps.items()}
@@ -96,7 +96,7 @@ def pack(item: ItemIntegers) -> Packed:
     counts, mask_words = encode_mask(item.masks)
     latent_words = encode_latents(item.grids, arm, cfg)
     data = write_bitstream(item.width, item.height, item.seed, cfg, net_bytes, counts, mask_words, latent_words)
-    return Packed(data, cfg, arm, lat_bits, net_bytes, net_bits, latent_words, time.process_time() - t0)
+    return Packed(data, cfg, arm, lat_bits, net_bytes, net_bits, latent_words, time.thread_time() - t0)
 
 
 _pool: concurrent.futures.ProcessPoolExecutor | None = None
