@@ -1040,22 +1040,24 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     // runs inside the row bands.
     auto t2 = Clock::now();
     const auto& shapes = out.grid_shapes;
+    // Level by level from the coarsest, every grid that passes through a level in one parallel
+    // loop over (grid, block of rows): a handful of thread starts, and work enough to share.
     std::vector<std::vector<float>> level1(size_t(m.grids));
-    for (int l = 1; l < m.grids; ++l) {
-        std::vector<float> x(out.latents[l].begin(), out.latents[l].end());
-        for (int level = l - 1; level >= 1; --level) {
-            const auto [h, w] = shapes[level + 1];
-            const auto [out_h, out_w] = shapes[level];
-            std::vector<float> y(size_t(out_h) * out_w);
-            const int block = 16;
-            parallel_for((out_h + block - 1) / block, threads, [&](int bi) {
-                UpsampleScratch scratch;
-                for (int r = bi * block; r < std::min(out_h, (bi + 1) * block); ++r)
-                    upsample_row(x.data(), h, w, m, r, out_w, y.data() + size_t(r) * out_w, scratch, kernels);
-            });
-            x = std::move(y);
-        }
-        level1[l] = std::move(x);
+    for (int l = 1; l < m.grids; ++l) level1[l].assign(out.latents[l].begin(), out.latents[l].end());
+    const int block = 16;
+    for (int level = m.grids - 2; level >= 1; --level) {
+        const auto [h, w] = shapes[level + 1];
+        const auto [out_h, out_w] = shapes[level];
+        const int blocks = (out_h + block - 1) / block, first = level + 1;  // grids first.. are at level + 1
+        std::vector<std::vector<float>> next(size_t(m.grids));
+        for (int l = first; l < m.grids; ++l) next[l].resize(size_t(out_h) * out_w);
+        parallel_for((m.grids - first) * blocks, threads, [&](int task) {
+            const int l = first + task / blocks, bi = task % blocks;
+            UpsampleScratch scratch;
+            for (int r = bi * block; r < std::min(out_h, (bi + 1) * block); ++r)
+                upsample_row(level1[l].data(), h, w, m, r, out_w, next[l].data() + size_t(r) * out_w, scratch, kernels);
+        });
+        for (int l = first; l < m.grids; ++l) level1[l] = std::move(next[l]);
     }
     const double cascade = seconds_since(t2);
 

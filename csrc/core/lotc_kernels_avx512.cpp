@@ -45,9 +45,27 @@ LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, fl
         const uint32_t k0 = layer.start[o], k1 = layer.start[o + 1];
         const __m512 bias = _mm512_set1_ps(layer.bias[o]);
         float* y = out[o];
-        if (vectors == 4) {  // a whole chunk: four accumulators, one broadcast per kept weight
+        if (vectors == 4) {
+            // A whole chunk is four vectors; the kept weights alternate between two sets of four
+            // accumulators, so eight FMA chains are in flight (four would leave the two FMA ports
+            // waiting on the FMA latency), one broadcast per kept weight.
             __m512 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-            for (uint32_t k = k0; k < k1; ++k) {
+            __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+            uint32_t k = k0;
+            for (; k + 1 < k1; k += 2) {
+                const __m512 w = _mm512_set1_ps(layer.value[k]), v = _mm512_set1_ps(layer.value[k + 1]);
+                const float* x = in[layer.index[k]];
+                const float* u = in[layer.index[k + 1]];
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 32), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 48), a3);
+                b0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u), b0);
+                b1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 16), b1);
+                b2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 32), b2);
+                b3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 48), b3);
+            }
+            if (k < k1) {
                 const __m512 w = _mm512_set1_ps(layer.value[k]);
                 const float* x = in[layer.index[k]];
                 a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x), a0);
@@ -55,7 +73,8 @@ LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, fl
                 a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 32), a2);
                 a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 48), a3);
             }
-            store_act(y, a0, act), store_act(y + 16, a1, act), store_act(y + 32, a2, act), store_act(y + 48, a3, act);
+            store_act(y, _mm512_add_ps(a0, b0), act), store_act(y + 16, _mm512_add_ps(a1, b1), act);
+            store_act(y + 32, _mm512_add_ps(a2, b2), act), store_act(y + 48, _mm512_add_ps(a3, b3), act);
             continue;
         }
         for (int v = 0; v < vectors; ++v) {
