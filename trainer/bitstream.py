@@ -138,7 +138,10 @@ def start_workers(count: int) -> None:
 
 
 def pack_all(items: list[ItemIntegers]) -> list[Packed]:
-    """pack() for every item: here for one, in the worker processes for several."""
-    if len(items) <= 1 or (os.cpu_count() or 1) == 1:
+    """pack() for every item: in the worker processes for several items in a top-level process,
+    here otherwise. A process that is itself a worker (an eval job on a local process pool or a
+    Dask worker, which may be daemonic and so barred from having children) already runs beside
+    others and packs its items itself."""
+    if len(items) <= 1 or (os.cpu_count() or 1) == 1 or multiprocessing.parent_process() is not None:
         return [pack(item) for item in items]
     return [f.result() for f in _submit(pack, items)]
