@@ -362,16 +362,30 @@ public:
         x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
         if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, 0, 0});
-        open_unit();
     }
 
-    bool done() const { return unit_ >= units_.size(); }
+    // Decodes every unit of the substream. The coder state, the unit's buffer and the loop
+    // counters live in locals for a whole unit: as members, every store through the buffer or
+    // the memo could alias them and force a reload on the serial path of every latent.
+    void run() {
+        for (open_unit(); unit_ < units_.size(); ++unit_, open_unit()) {
+            RangeDecoder dec = dec_;
+            int32_t* const buf = buf_.data();
+            const ptrdiff_t* const offsets = offsets_.data();
+            const int rows = rows_, width = width_;
+            const ptrdiff_t pitch = pitch_;
+            for (int yy = 0; yy < rows; ++yy) {
+                int32_t* const row = buf + (yy + 4) * pitch + 4;
+                for (int xx = 0; xx < width; ++xx) row[xx] = decode_one(dec, row + xx, offsets);
+            }
+            dec_ = dec;
+            close_unit();
+        }
+    }
 
-    void step() {
-        const ptrdiff_t pos = ptrdiff_t(yy_ + 4) * pitch_ + xx_ + 4;
-        // Locals, so that the stores below cannot make the compiler reload members on every pixel.
-        const int32_t* const here = buf_.data() + pos;
-        const ptrdiff_t* const offsets = offsets_.data();
+private:
+    // The latent at `here`, whose causal context is already decoded.
+    int32_t decode_one(RangeDecoder& dec, const int32_t* const here, const ptrdiff_t* const offsets) {
         const int n = context_size_;
         int32_t mu_ls[2] = {zero_mu_, zero_ls_};  // an all-zero context needs no ARM: same inputs
         if (n <= kMemoContext) {
@@ -413,31 +427,21 @@ public:
                 kActFrac,
             0, kScales - 1);
         const int start = si < kWalkMaxScaleIndex ? kResidualMax : -1;
-        const int64_t v = m + dec_.decode(&tables_.cum[size_t(f * kScales + si) * 256], kSymbols, start) - kResidualMax;
+        const int64_t v = m + dec.decode(&tables_.cum[size_t(f * kScales + si) * 256], kSymbols, start) - kResidualMax;
         if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
-        buf_[size_t(pos)] = int32_t(v);
-        if (++xx_ == width_) {
-            xx_ = 0;
-            if (++yy_ == rows_) {
-                close_unit();
-                ++unit_;
-                open_unit();
-            }
-        }
+        return int32_t(v);
     }
 
-private:
-    void open_unit() {
-        while (!done()) {
+    void open_unit() {  // the next non-empty unit from unit_ on
+        while (unit_ < units_.size()) {
             const Unit& u = units_[unit_];
             width_ = out_.grid_shapes[u.grid].second;
             rows_ = u.row1 - u.row0;
             if (width_ > 0 && rows_ > 0) break;
             ++unit_;
         }
-        if (done()) return;
+        if (unit_ >= units_.size()) return;
         pitch_ = width_ + 8;
-        xx_ = yy_ = 0;
         static const auto offsets = context_offsets();
         for (int k = 0; k < context_size_; ++k) offsets_[k] = ptrdiff_t(offsets[k].first) * pitch_ + offsets[k].second;
         // The decoded latents, with a zero border that stands for "outside".
@@ -461,7 +465,7 @@ private:
     const int bound_, frac_, context_size_;
     const int32_t zero_mu_, zero_ls_;
     size_t unit_ = 0;
-    int width_ = 0, rows_ = 0, pitch_ = 0, xx_ = 0, yy_ = 0;
+    int width_ = 0, rows_ = 0, pitch_ = 0;
     std::vector<int32_t> buf_, x_;
     struct ArmMemo {
         uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
@@ -496,7 +500,7 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     parallel_for(int(order.size()), threads, [&](int i) {
         const size_t s = order[size_t(i)];
         LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
-        while (!cursor.done()) cursor.step();
+        cursor.run();
     });
 }
 
