@@ -139,3 +139,16 @@ def test_files_of_a_batch_written_in_worker_processes_equal_those_written_here(s
     assert len(sent) == 3
     assert [r.data for r in results] == [bitstream.pack(item).data for item in sent]
     assert len({r.data for r in results}) == 3
+
+
+def test_low_rate_items_train_their_own_step_count(small_image, monkeypatch):
+    import dataclasses
+
+    from lotterycodec.trainer import presets
+    tiny = dataclasses.replace(presets.PRESETS["fast"], steps=1, low_rate_steps=2, low_rate_from=4e-3)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    assert [presets.item_steps(tiny, lm) for lm in (1e-3, 4e-3)] == [None, 2]
+    assert presets.item_steps(tiny, 4e-3, steps=5) == 5  # the caller's count wins
+    got = encode_arrays([small_image] * 3, [1e-2, 1e-3, 4e-3], [0.7] * 3, [1, 2, 3], preset="tiny", progress=False)
+    assert [r.summary["steps"] for r in got] == [2, 1, 2]
+    assert [r.summary["times"]["batch_size"] for r in got] == [2, 1, 2]

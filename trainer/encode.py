@@ -14,7 +14,7 @@ from ..decoder.entropy import encode_mask, substream_plan
 from ..decoder.format import write_bitstream
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
-from .presets import get_preset, item_arch
+from .presets import get_preset, item_arch, item_steps
 from .bitstream import Packed, pack_all
 from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
 from .train import BatchedModel, train
@@ -74,21 +74,23 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     chosen = get_preset(preset)
     if finetune_steps is not None:
         chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
-    archs = [item_arch(chosen, lmbda, arch) for lmbda in lmbdas]
     groups: dict[tuple, list[int]] = {}
-    for i, a in enumerate(archs):
-        groups.setdefault(tuple(sorted(a.items())), []).append(i)
-    if len(groups) > 1:  # one batched model holds one architecture: a batch per architecture
+    for i, lmbda in enumerate(lmbdas):
+        key = (tuple(sorted(item_arch(chosen, lmbda, arch).items())), item_steps(chosen, lmbda, steps))
+        groups.setdefault(key, []).append(i)
+    if len(groups) > 1:  # one batched model, one architecture and schedule: a batch per pair
         results: list = [None] * len(images)
-        for key, idx in groups.items():
+        for (key, group_steps), idx in groups.items():
             part = encode_arrays([images[i] for i in idx], [lmbdas[i] for i in idx], [kept_ratios[i] for i in idx],
-                                 [seeds[i] for i in idx], preset, steps, device, dict(key), finetune_steps, progress)
+                                 [seeds[i] for i in idx], preset, group_steps, device, dict(key), finetune_steps,
+                                 progress)
             for i, r in zip(idx, part):
                 results[i] = r
         return results
     t0 = time.perf_counter()
     height, width = images[0].shape[:2]
-    base = ArchConfig(**{**chosen.arch, **archs[0]})
+    (arch_key, steps), = groups  # one architecture and step count from here on
+    base = ArchConfig(**{**chosen.arch, **dict(arch_key)})
     dev = resolve_device(device)
     items = []
     for kept_ratio, seed in zip(kept_ratios, seeds):

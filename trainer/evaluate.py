@@ -271,17 +271,17 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     out_dir = Path(out)
     files = out_dir / "files"
     files.mkdir(parents=True, exist_ok=True)
-    from .presets import get_preset, item_arch
+    from .presets import get_preset, item_arch, item_steps
     # Everything an encode depends on, the preset's definition included: a finished file is reused
-    # only when this matches its record. "arch" is the item's own (its lambda may select the preset's
-    # low-rate fields), so the low-rate rule itself is left out of the recorded definition.
+    # only when this matches its record. "arch" and "steps" are the item's own (its lambda may select
+    # the preset's low-rate ones), so the low-rate rule itself is left out of the recorded definition.
     chosen = get_preset(preset)
     settings = {"preset": preset, "preset_definition": {k: v for k, v in dataclasses.asdict(chosen).items()
                                                         if not k.startswith("low_rate")},
                 "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {}}
 
     def settings_for(lmbda: float) -> dict:
-        return {**settings, "arch": item_arch(chosen, lmbda, arch)}
+        return {**settings, "arch": item_arch(chosen, lmbda, arch), "steps": item_steps(chosen, lmbda, steps)}
     loaded = {}
     for path in paths:
         image = load_image(path)

@@ -19,6 +19,9 @@ class Preset:
     # own bits dominate, and a smaller ARM and modulation pay for themselves.
     low_rate_arch: dict = field(default_factory=dict)
     low_rate_from: float = 0.0
+    # Stage-1 steps for those lambdas (0: steps): the smaller networks train faster per step, so
+    # the same encode time buys more steps.
+    low_rate_steps: int = 0
 
 
 PRESETS = {
@@ -27,20 +30,35 @@ PRESETS = {
     # ARM 16/16: at 256x256 the default 24/24 ARM costs 6.7 kbit against 3.4 kbit and lost on
     # both rate and PSNR (kodim23 crop, lambda 1e-3: 0.593 bpp / 34.97 dB vs 0.553 / 35.25).
     # Low rates (lambda >= 4e-3): ARM 8/8 and 24 modulation channels; on eight 256x256 Kodak crops
-    # see results/eval_crop256_cpu (README: "low-rate architecture").
+    # see results/eval_crop256_cpu (README: "low-rate architecture"). That architecture trains a
+    # step in ~60 % of the time, so it gets 3200 steps in the same budget (kodim23 crop, 2000 ->
+    # 3200 steps: 1746 -> 1693 bytes and 29.87 -> 29.94 dB at 1e-2; 2719 -> 2539, 31.72 -> 31.85 at 4e-3).
     "cpu": Preset("cpu", steps=2000, arch={"arm_context": 16, "arm_width": 16},
                   description="256x256 in about 5 minutes on 2 CPU cores",
-                  low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3),
+                  low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3,
+                  low_rate_steps=3200),
     "paper": Preset("paper", steps=100_000, finetune_steps=10_000, log_every=200,
                     description="the published schedule (100k + 10k steps); meant for a GPU"),
 }
 
 
+def _low_rate(preset: Preset, lmbda: float) -> bool:
+    return bool(preset.low_rate_arch or preset.low_rate_steps) and lmbda >= preset.low_rate_from
+
+
 def item_arch(preset: Preset, lmbda: float, arch: dict | None = None) -> dict:
     """ArchConfig fields one item changes on top of ``preset.arch``: the preset's low-rate ones
     when its lambda calls for them, then the caller's."""
-    low = preset.low_rate_arch if preset.low_rate_arch and lmbda >= preset.low_rate_from else {}
+    low = preset.low_rate_arch if _low_rate(preset, lmbda) else {}
     return {**low, **(arch or {})}
+
+
+def item_steps(preset: Preset, lmbda: float, steps: int | None = None) -> int | None:
+    """The stage-1 step count one item trains: the caller's, else the preset's low-rate count when
+    its lambda calls for it, else None (the preset's own)."""
+    if steps is None and preset.low_rate_steps and _low_rate(preset, lmbda):
+        return preset.low_rate_steps
+    return steps
 
 
 def get_preset(name: str) -> Preset:
