@@ -134,9 +134,10 @@ def test_files_of_a_batch_written_in_worker_processes_equal_those_written_here(s
         return bitstream.pack_all(items)
 
     monkeypatch.setattr(encode, "pack_all", recording)
+    monkeypatch.setattr(bitstream, "POOL_MIN_PIXELS", 0)  # tiny items: start the workers anyway
     results = encode_arrays([small_image] * 3, [1e-3] * 3, [0.7, 0.4, 0.7], [1, 2, 3], preset="fast", steps=2,
                             progress=False)
-    assert len(sent) == 3
+    assert len(sent) == 3 and bitstream._pool is not None
     assert [r.data for r in results] == [bitstream.pack(item).data for item in sent]
     assert len({r.data for r in results}) == 3
 

@@ -137,11 +137,18 @@ def start_workers(count: int) -> None:
         f.result()
 
 
+# Packing costs ~0.35 s per 256x256 item; starting the workers ~0.5-3 s once (an interpreter that
+# re-imports the caller's main module). Below this many pixels in a batch they are not started.
+POOL_MIN_PIXELS = 1 << 17
+
+
 def pack_all(items: list[ItemIntegers]) -> list[Packed]:
     """pack() for every item: in the worker processes for several items in a top-level process,
     here otherwise. A process that is itself a worker (an eval job on a local process pool or a
     Dask worker, which may be daemonic and so barred from having children) already runs beside
     others and packs its items itself."""
-    if len(items) <= 1 or (os.cpu_count() or 1) == 1 or multiprocessing.parent_process() is not None:
+    worth_it = _pool is not None or sum(item.width * item.height for item in items) >= POOL_MIN_PIXELS
+    if (len(items) <= 1 or not worth_it or (os.cpu_count() or 1) == 1
+            or multiprocessing.parent_process() is not None):
         return [pack(item) for item in items]
     return [f.result() for f in _submit(pack, items)]
