@@ -45,7 +45,8 @@ def _print_encode(s: dict) -> None:
     print(f"MACs/pixel: {m['total']:.0f} (ARM {m['arm']:.0f}, upsampling {m['upsampling']:.0f}, "
           f"modulation {m['modulation']:.0f}, synthesis {m['synthesis_kept']:.0f} kept of {m['synthesis_dense']:.0f})")
     t = s["times"]
-    print(f"encode time {t['encode_s']:.1f} s (training {t['train_s']:.1f} s), decode time {t['decode_s']:.2f} s "
+    batch = f" for a batch of {t['batch_size']}" if t["batch_size"] > 1 else ""
+    print(f"encode time {t['encode_s']:.1f} s (training {t['train_s']:.1f} s){batch}, decode time {t['decode_s']:.2f} s "
           f"[{s['decode_backend']}]")
 
 

@@ -34,7 +34,7 @@ class EncodedItem:
     lmbda: float
     data: bytes
     summary: dict
-    encoding_time: float    # the batch's training and step search shared by its items, plus the item's own writing
+    encoding_time: float    # the batch's wall time (training, step search, writing) shared by its items
 
 
 def run_encode_job(job: EncodeJob, progress: bool = False) -> list[EncodedItem]:
@@ -54,8 +54,7 @@ def run_encode_job(job: EncodeJob, progress: bool = False) -> list[EncodedItem]:
     items = []
     for lmbda, r in zip(job.lmbdas, results):
         t = r.summary["times"]
-        shared = t["train_s"] + t["step_search_s"]
-        items.append(EncodedItem(job.name, lmbda, r.data, r.summary, shared / t["batch_size"] + t["encode_s"] - shared))
+        items.append(EncodedItem(job.name, lmbda, r.data, r.summary, t["encode_s"] / t["batch_size"]))
     return items
 
 

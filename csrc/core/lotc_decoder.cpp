@@ -351,6 +351,11 @@ constexpr int kWalkMaxScaleIndex = 20;
 
 // One substream's decoding state, advanced one latent at a time: context -> ARM -> table ->
 // range decoder -> value.
+// How one latent is coded: its centre, the frequency table's row and the symbol search's start.
+struct Coding {
+    int32_t centre, row, start;
+};
+
 class LatentCursor {
 public:
     LatentCursor(const std::vector<uint32_t>& words, const std::vector<Unit>& units, const Config& c,
@@ -358,10 +363,10 @@ public:
                  Decoded& out)
         : dec_(words.data(), words.size()), units_(units), n_(n), tables_(tables), kernels_(kernels), out_(out),
           bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
-          zero_mu_(zero_mu_ls[0]), zero_ls_(zero_mu_ls[1]) {
+          zero_coding_(coding_of(zero_mu_ls)) {
         x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
-        if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, 0, 0});
+        if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
     }
 
     // Decodes every unit of the substream. The coder state, the unit's buffer and the loop
@@ -387,13 +392,14 @@ private:
     // The latent at `here`, whose causal context is already decoded.
     int32_t decode_one(RangeDecoder& dec, const int32_t* const here, const ptrdiff_t* const offsets) {
         const int n = context_size_;
-        int32_t mu_ls[2] = {zero_mu_, zero_ls_};  // an all-zero context needs no ARM: same inputs
+        Coding coding = zero_coding_;  // an all-zero context needs no ARM: same inputs
         if (n <= kMemoContext) {
             // The ARM is a pure function of the context, and small contexts of small latents
             // repeat: a direct-mapped memo keyed by the context's latents packed one byte each
             // (|latent| <= 64 fits int8) into two words answers many of them (an all-zero key is
             // the all-zero context). Whole words of reads: an unused offset is 0, the current
-            // cell, still 0 (not decoded yet).
+            // cell, still 0 (not decoded yet). It holds the coding the ARM's output maps to, so
+            // a hit goes straight to the table.
             uint64_t key[2] = {0, 0};
 #pragma GCC unroll 8
             for (int k = 0; k < 8; ++k) key[0] = (key[0] << 8) | uint8_t(here[-offsets[k]]);
@@ -405,20 +411,34 @@ private:
                 const uint64_t hash = (key[0] ^ (key[1] * 0xC2B2AE3D27D4EB4Full)) * 0x9E3779B97F4A7C15ull;
                 ArmMemo& slot = memo_[size_t(hash >> (64 - kMemoBits))];
                 if (slot.key[0] == key[0] && slot.key[1] == key[1]) {
-                    mu_ls[0] = slot.mu, mu_ls[1] = slot.ls;
+                    coding = slot.coding;
                 } else {
-                    int32_t* const x = x_.data();
-                    for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
-                    kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
-                    slot = {{key[0], key[1]}, mu_ls[0], mu_ls[1]};
+                    coding = arm_coding(here, offsets);
+                    slot = {{key[0], key[1]}, coding};
                 }
             }
         } else {
-            int32_t* const x = x_.data();
             int32_t any = 0;
-            for (int k = 0; k < n; ++k) any |= (x[k] = here[-offsets[k]] * (1 << kActFrac));
-            if (any) kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+            for (int k = 0; k < n; ++k) any |= here[-offsets[k]];
+            if (any) coding = arm_coding(here, offsets);
         }
+        const int32_t v = coding.centre + dec.decode(&tables_.cum[size_t(coding.row) * 256], kSymbols, coding.start) -
+                          kResidualMax;
+        if (v < -bound_ || v >= bound_) fail("decoded latent outside the alphabet (corrupt substream)");
+        return v;
+    }
+
+    // What the ARM's output on the context at `here` selects: the centre m, the table row (mean
+    // fraction f, scale index si) and where the symbol search starts.
+    Coding arm_coding(const int32_t* const here, const ptrdiff_t* const offsets) {
+        int32_t* const x = x_.data();
+        for (int k = 0; k < context_size_; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+        int32_t mu_ls[2];
+        kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+        return coding_of(mu_ls);
+    }
+
+    Coding coding_of(const int32_t mu_ls[2]) const {
         const int64_t A = bound_;
         const int64_t mu8 = std::clamp<int64_t>((int64_t(mu_ls[0]) + 16) >> 5, -kMuSteps * A, kMuSteps * A - 1);
         const int64_t m = mu8 >> 3, f = mu8 & (kMuSteps - 1);
@@ -426,10 +446,7 @@ private:
             (int64_t(mu_ls[1]) * kScaleStepsPerOctave - kLog2ScaleMin * kScaleStepsPerOctave * (1 << kActFrac) + 128) >>
                 kActFrac,
             0, kScales - 1);
-        const int start = si < kWalkMaxScaleIndex ? kResidualMax : -1;
-        const int64_t v = m + dec.decode(&tables_.cum[size_t(f * kScales + si) * 256], kSymbols, start) - kResidualMax;
-        if (v < -A || v >= A) fail("decoded latent outside the alphabet (corrupt substream)");
-        return int32_t(v);
+        return {int32_t(m), int32_t(f * kScales + si), si < kWalkMaxScaleIndex ? kResidualMax : -1};
     }
 
     void open_unit() {  // the next non-empty unit from unit_ on
@@ -463,13 +480,13 @@ private:
     const Kernels& kernels_;
     Decoded& out_;
     const int bound_, frac_, context_size_;
-    const int32_t zero_mu_, zero_ls_;
+    const Coding zero_coding_;
     size_t unit_ = 0;
     int width_ = 0, rows_ = 0, pitch_ = 0;
     std::vector<int32_t> buf_, x_;
     struct ArmMemo {
         uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
-        int32_t mu, ls;
+        Coding coding;
     };
     static constexpr int kMemoBits = 12, kMemoContext = 16;
     std::vector<ArmMemo> memo_;  // only for contexts of at most kMemoContext
