@@ -413,14 +413,17 @@ private:
                 if (slot.key[0] == key[0] && slot.key[1] == key[1]) {
                     coding = slot.coding;
                 } else {
-                    coding = arm_coding(here, offsets);
+                    int32_t* const x = x_.data();
+                    for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+                    coding = arm_coding(x);
                     slot = {{key[0], key[1]}, coding};
                 }
             }
         } else {
+            int32_t* const x = x_.data();
             int32_t any = 0;
-            for (int k = 0; k < n; ++k) any |= here[-offsets[k]];
-            if (any) coding = arm_coding(here, offsets);
+            for (int k = 0; k < n; ++k) any |= (x[k] = here[-offsets[k]] * (1 << kActFrac));
+            if (any) coding = arm_coding(x);
         }
         const int32_t v = coding.centre + dec.decode(&tables_.cum[size_t(coding.row) * 256], kSymbols, coding.start) -
                           kResidualMax;
@@ -428,11 +431,9 @@ private:
         return v;
     }
 
-    // What the ARM's output on the context at `here` selects: the centre m, the table row (mean
-    // fraction f, scale index si) and where the symbol search starts.
-    Coding arm_coding(const int32_t* const here, const ptrdiff_t* const offsets) {
-        int32_t* const x = x_.data();
-        for (int k = 0; k < context_size_; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+    // What the ARM's output on the context x (latents * 2^ACT_FRAC) selects: the centre m, the
+    // table row (mean fraction f, scale index si) and where the symbol search starts.
+    Coding arm_coding(const int32_t* const x) {
         int32_t mu_ls[2];
         kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
         return coding_of(mu_ls);
