@@ -29,6 +29,11 @@ def read_rows(run: Path) -> list[Row]:
                 for r in csv.DictReader(f, delimiter="\t")]
 
 
+def percent(anchor: list[dict], test: list[dict]) -> float | None:
+    bd = bd_rate(anchor, test)
+    return None if bd is None else round(bd[0], 2)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="eval output folder (run A, with the classical codecs)")
@@ -54,15 +59,13 @@ def main(argv=None) -> int:
         for anchor in curves:
             if anchor in (args.name, OUR_NAME):
                 continue
-            bd = bd_rate(curves[anchor], curves[test])
-            report["bd_rate_percent"][f"{test} vs {anchor}"] = None if bd is None else round(bd[0], 2)
+            report["bd_rate_percent"][f"{test} vs {anchor}"] = percent(curves[anchor], curves[test])
     per_image = {}
     for image in sorted(images):
         rows = [r for r in base if r.image == image]
         mine = [r for r in mixed if r.image == image]
         c = curves_of(rows + mine)
-        per_image[image] = {test: (lambda bd: None if bd is None else round(bd[0], 2))(bd_rate(c["webp"], c[test]))
-                            for test in (OUR_NAME, args.name)}
+        per_image[image] = {test: percent(c["webp"], c[test]) for test in (OUR_NAME, args.name)}
     report["bd_rate_vs_webp_per_image"] = per_image
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(json.dumps({k: report[k] for k in ("bd_rate_percent", "bd_rate_vs_webp_per_image")}, indent=1))

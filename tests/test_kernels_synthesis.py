@@ -38,7 +38,7 @@ def _case(height, width, arch, kept, seed):
                                                     (6, 11, {}, 0.04), (5, 4, {"mod_out": 5}, 0.01),
                                                     (4, 6, {}, 1.0)])
 def test_fused_synthesis_matches_reference(height, width, arch, kept):
-    # kept 0.04 / 0.01: the loops over live neurons and read o0 channels run zero or one time
+    # kept 0.04 / 0.01: the loops over live neurons run zero or one time
     cfg, nets, up, weights = _case(height, width, arch, kept, height * 31 + width)
     mods = reference.modulate(up, nets.mod)
     want = reference.to_uint8(reference.synthesize(np.arange(height), width, height,

@@ -349,13 +349,13 @@ std::vector<std::pair<int, int>> context_offsets() {
 // Tables up to this scale index (scale 2^(-4 + i/4) < 2) are searched by walking from the mode.
 constexpr int kWalkMaxScaleIndex = 20;
 
-// One substream's decoding state, advanced one latent at a time: context -> ARM -> table ->
-// range decoder -> value.
 // How one latent is coded: its centre, the frequency table's row and the symbol search's start.
 struct Coding {
     int32_t centre, row, start;
 };
 
+// One substream's decoding state; per latent: context -> ARM (or memo) -> table -> range decoder
+// -> value.
 class LatentCursor {
 public:
     LatentCursor(const std::vector<uint32_t>& words, const std::vector<Unit>& units, const Config& c,

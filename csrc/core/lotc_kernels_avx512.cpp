@@ -38,6 +38,13 @@ LOTC_AVX512 inline void store_act(float* y, __m512 a, Activation act) {
     _mm512_storeu_ps(y, act == Activation::kGelu ? gelu_avx512(a) : a);
 }
 
+// acc[v] += w * x[16 v .. 16 v + 15] for the four vectors of a chunk.
+LOTC_AVX512 inline void fma_chunk(float w, const float* x, __m512* acc) {
+    const __m512 wv = _mm512_set1_ps(w);
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + 16 * v), acc[v]);
+}
+
 LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, float* const* out, int n,
                             Activation act) {
     const int vectors = (n + 15) / 16;
@@ -49,32 +56,16 @@ LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, fl
             // A whole chunk is four vectors; the kept weights alternate between two sets of four
             // accumulators, so eight FMA chains are in flight (four would leave the two FMA ports
             // waiting on the FMA latency), one broadcast per kept weight.
-            __m512 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-            __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+            __m512 a[4] = {bias, bias, bias, bias};
+            __m512 b[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
             uint32_t k = k0;
             for (; k + 1 < k1; k += 2) {
-                const __m512 w = _mm512_set1_ps(layer.value[k]), v = _mm512_set1_ps(layer.value[k + 1]);
-                const float* x = in[layer.index[k]];
-                const float* u = in[layer.index[k + 1]];
-                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x), a0);
-                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16), a1);
-                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 32), a2);
-                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 48), a3);
-                b0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u), b0);
-                b1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 16), b1);
-                b2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 32), b2);
-                b3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(u + 48), b3);
+                fma_chunk(layer.value[k], in[layer.index[k]], a);
+                fma_chunk(layer.value[k + 1], in[layer.index[k + 1]], b);
             }
-            if (k < k1) {
-                const __m512 w = _mm512_set1_ps(layer.value[k]);
-                const float* x = in[layer.index[k]];
-                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x), a0);
-                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16), a1);
-                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 32), a2);
-                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 48), a3);
-            }
-            store_act(y, _mm512_add_ps(a0, b0), act), store_act(y + 16, _mm512_add_ps(a1, b1), act);
-            store_act(y + 32, _mm512_add_ps(a2, b2), act), store_act(y + 48, _mm512_add_ps(a3, b3), act);
+            if (k < k1) fma_chunk(layer.value[k], in[layer.index[k]], a);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; ++v) store_act(y + 16 * v, _mm512_add_ps(a[v], b[v]), act);
             continue;
         }
         for (int v = 0; v < vectors; ++v) {
