@@ -13,13 +13,16 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 namespace lotc {
 namespace {
@@ -42,33 +45,88 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 [[noreturn]] void fail(const std::string& msg) { throw DecodeError(msg); }
 
-// body(i) for i in [0, n) on up to `threads` threads. Work items never share outputs, so the
-// result is the same for every thread count. The first exception is rethrown after the join.
-template <class F>
-void parallel_for(int n, int threads, F&& body) {
-    threads = std::max(1, std::min(threads, n));
-    if (threads == 1) {
-        for (int i = 0; i < n; ++i) body(i);
-        return;
+// Helper threads started once per decode (a thread start costs tens of microseconds, and the
+// cascade alone runs one parallel loop per level). run(n, body) calls body(i, worker) for every i
+// in [0, n), worker in [0, size()) naming the thread, so callers can keep per-thread scratch.
+// Work items never share outputs, so the result is the same for every thread count. The first
+// exception is rethrown after the loop.
+class WorkerPool {
+public:
+    explicit WorkerPool(int threads) {
+        for (int w = 1; w < threads; ++w) helpers_.emplace_back([this, w] { serve(w); });
     }
-    std::atomic<int> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto worker = [&] {
-        try {
-            for (int i; (i = next++) < n;) body(i);
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-            next = n;
+    ~WorkerPool() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
         }
+        wake_.notify_all();
+        for (auto& t : helpers_) t.join();
+    }
+    int size() const { return int(helpers_.size()) + 1; }
+
+    template <class F>
+    void run(int n, F&& body) {
+        if (helpers_.empty() || n <= 1) {
+            for (int i = 0; i < n; ++i) body(i, 0);
+            return;
+        }
+        auto call = [](void* f, int i, int worker) { (*static_cast<std::remove_reference_t<F>*>(f))(i, worker); };
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            job_ = {call, static_cast<void*>(&body), n};
+            next_ = 0;
+            error_ = nullptr;
+            busy_ = int(helpers_.size());
+            ++generation_;
+        }
+        wake_.notify_all();
+        take_items(0);
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [this] { return busy_ == 0; });
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    struct Job {
+        void (*call)(void*, int, int) = nullptr;
+        void* body = nullptr;
+        int n = 0;
     };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-    worker();
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
-}
+
+    void take_items(int worker) {
+        try {
+            for (int i; (i = next_++) < job_.n;) job_.call(job_.body, i, worker);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!error_) error_ = std::current_exception();
+            next_ = job_.n;
+        }
+    }
+
+    void serve(int worker) {
+        for (int seen = 0;;) {
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+                if (stop_) return;
+                seen = generation_;
+            }
+            take_items(worker);
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (--busy_ == 0) done_.notify_one();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_, done_;
+    Job job_;
+    std::atomic<int> next_{0};
+    int busy_ = 0, generation_ = 0;
+    bool stop_ = false;
+    std::exception_ptr error_;
+    std::vector<std::thread> helpers_;
+};
 
 uint32_t crc32(const uint8_t* p, size_t n) {
     static const std::array<uint32_t, 256> table = [] {
@@ -471,7 +529,7 @@ private:
         auto& grid = out_.latents[u.grid];
         for (int yy = 0; yy < rows_; ++yy)
             for (int xx = 0; xx < width_; ++xx)
-                grid[size_t(u.row0 + yy) * width_ + xx] = buf_[size_t(yy + 4) * pitch_ + xx + 4];
+                grid[size_t(u.row0 + yy) * width_ + xx] = int8_t(buf_[size_t(yy + 4) * pitch_ + xx + 4]);
     }
 
     RangeDecoder dec_;
@@ -495,7 +553,8 @@ private:
 };
 
 void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
-                    int height, int width, const Tables& tables, Decoded& out, int threads, const Kernels& kernels) {
+                    int height, int width, const Tables& tables, Decoded& out, WorkerPool& pool,
+                    const Kernels& kernels) {
     auto plan = substream_plan(c, height, width);
     if (plan.size() != substreams.size()) fail("latent substream count does not match the configuration");
     out.grid_shapes = grid_shapes(c, height, width);
@@ -515,7 +574,7 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     std::vector<size_t> order(plan.size());
     for (size_t s = 0; s < order.size(); ++s) order[s] = s;
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return symbols[a] > symbols[b]; });
-    parallel_for(int(order.size()), threads, [&](int i) {
+    pool.run(int(order.size()), [&](int i, int) {
         const size_t s = order[size_t(i)];
         LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
         cursor.run();
@@ -681,6 +740,10 @@ SparseLayer residual_layer(int mo, const std::vector<float>& weight, const std::
     return layer;
 }
 
+// A grid's floats, row-major. Not value-initialised (every value is written before it is read):
+// a zero fill would take each fresh page's fault on one thread, the writers take them in parallel.
+using Plane = std::unique_ptr<float[]>;
+
 // Row stride of every float row buffer: a replicated column each side (3x3 halo) and kChunk floats
 // of slack for whole-vector kernels. Pixel x of a row lives at row + 1 + x.
 int row_stride(int width) { return (width + 2 + 7) / 8 * 8 + kChunk; }
@@ -760,8 +823,8 @@ struct StageClock {
 // ahead, so a band only recomputes its first rows' halo. Nothing full-resolution is stored.
 class BandPipeline {
 public:
-    BandPipeline(const FloatModel& m, const std::vector<std::vector<float>>& level1,
-                 const std::vector<std::pair<int, int>>& shapes, const std::vector<int32_t>& grid0,
+    BandPipeline(const FloatModel& m, const std::vector<Plane>& level1,
+                 const std::vector<std::pair<int, int>>& shapes, const std::vector<int8_t>& grid0,
                  const Kernels& kernels, uint8_t* rgb)
         : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb),
           stride_(row_stride(m.width)) {
@@ -820,7 +883,7 @@ private:
         const int W = m_.width;
         for (int x = 0; x < W; ++x) up_[1 + x] = float(grid0_[size_t(r) * W + x]);
         for (int l = 1; l < m_.grids; ++l)
-            upsample_row(level1_[l].data(), shapes_[1].first, shapes_[1].second, m_, r, W,
+            upsample_row(level1_[l].get(), shapes_[1].first, shapes_[1].second, m_, r, W,
                          up_.data() + size_t(l) * stride_ + 1, scratch_, k_);
         clock.charge(times.upsampling);
         const float* in[64];
@@ -895,9 +958,9 @@ private:
     }
 
     const FloatModel& m_;
-    const std::vector<std::vector<float>>& level1_;
+    const std::vector<Plane>& level1_;
     const std::vector<std::pair<int, int>>& shapes_;
-    const std::vector<int32_t>& grid0_;
+    const std::vector<int8_t>& grid0_;
     const Kernels& k_;
     uint8_t* rgb_;
     const int stride_;
@@ -1054,7 +1117,8 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     out.t_parse = seconds_since(t0);
 
     auto t1 = Clock::now();
-    decode_latents(substreams, nets, c, height, width, tables, out, threads, kernels);
+    WorkerPool pool(threads);
+    decode_latents(substreams, nets, c, height, width, tables, out, pool, kernels);
     out.t_entropy = seconds_since(t1);
     if (latents_only) return out;
 
@@ -1064,20 +1128,24 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     const auto& shapes = out.grid_shapes;
     // Level by level from the coarsest, every grid that passes through a level in one parallel
     // loop over (grid, block of rows): a handful of thread starts, and work enough to share.
-    std::vector<std::vector<float>> level1(size_t(m.grids));
-    for (int l = 1; l < m.grids; ++l) level1[l].assign(out.latents[l].begin(), out.latents[l].end());
+    std::vector<Plane> level1(size_t(m.grids));
+    for (int l = 1; l < m.grids; ++l) {
+        level1[l].reset(new float[out.latents[l].size()]);
+        std::copy(out.latents[l].begin(), out.latents[l].end(), level1[l].get());
+    }
     const int block = 16;
+    std::vector<UpsampleScratch> scratch(size_t(pool.size()));
     for (int level = m.grids - 2; level >= 1; --level) {
         const auto [h, w] = shapes[level + 1];
         const auto [out_h, out_w] = shapes[level];
         const int blocks = (out_h + block - 1) / block, first = level + 1;  // grids first.. are at level + 1
-        std::vector<std::vector<float>> next(size_t(m.grids));
-        for (int l = first; l < m.grids; ++l) next[l].resize(size_t(out_h) * out_w);
-        parallel_for((m.grids - first) * blocks, threads, [&](int task) {
+        std::vector<Plane> next(size_t(m.grids));
+        for (int l = first; l < m.grids; ++l) next[l].reset(new float[size_t(out_h) * out_w]);
+        pool.run((m.grids - first) * blocks, [&](int task, int worker) {
             const int l = first + task / blocks, bi = task % blocks;
-            UpsampleScratch scratch;
             for (int r = bi * block; r < std::min(out_h, (bi + 1) * block); ++r)
-                upsample_row(level1[l].data(), h, w, m, r, out_w, next[l].data() + size_t(r) * out_w, scratch, kernels);
+                upsample_row(level1[l].get(), h, w, m, r, out_w, next[l].get() + size_t(r) * out_w, scratch[worker],
+                             kernels);
         });
         for (int l = first; l < m.grids; ++l) level1[l] = std::move(next[l]);
     }
@@ -1089,9 +1157,12 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     const int bands = threads == 1 ? 1 : std::min(height, 4 * threads);
     const int band_rows = (height + bands - 1) / bands;
     StageTimes times;
-    parallel_for((height + band_rows - 1) / band_rows, threads, [&](int band) {
-        BandPipeline pipeline(m, level1, shapes, out.latents[0], kernels, out.rgb.data());
-        pipeline.run(band * band_rows, std::min(height, (band + 1) * band_rows), times);
+    // One pipeline (ring buffers, scratch) per thread, reused from band to band.
+    std::vector<std::unique_ptr<BandPipeline>> pipelines(size_t(pool.size()));
+    pool.run((height + band_rows - 1) / band_rows, [&](int band, int worker) {
+        auto& pipeline = pipelines[size_t(worker)];
+        if (!pipeline) pipeline = std::make_unique<BandPipeline>(m, level1, shapes, out.latents[0], kernels, out.rgb.data());
+        pipeline->run(band * band_rows, std::min(height, (band + 1) * band_rows), times);
     });
     // The fused stages share one wall-clock span; split it by the threads' time in each stage.
     const double fused = seconds_since(t3);

@@ -34,7 +34,7 @@ struct Tables {
 struct Decoded {
     int width = 0, height = 0;
     std::vector<uint8_t> rgb;                         // H * W * 3
-    std::vector<std::vector<int32_t>> latents;        // per grid, row-major
+    std::vector<std::vector<int8_t>> latents;         // per grid, row-major; values in [-64, 63]
     std::vector<std::pair<int, int>> grid_shapes;     // (rows, cols)
     const char* kernels = "";                        // the kernel table that ran (scalar, avx2, neon)
     double t_parse = 0, t_entropy = 0, t_upsampling = 0, t_modulation = 0, t_synthesis = 0;
