@@ -483,7 +483,7 @@ private:
             for (int k = 0; k < n; ++k) any |= (x[k] = here[-offsets[k]] * (1 << kActFrac));
             if (any) coding = arm_coding(x);
         }
-        const int32_t v = coding.centre + dec.decode(&tables_.cum[size_t(coding.row) * 256], kSymbols, coding.start) -
+        const int32_t v = coding.centre + dec.decode(&tables_.cum[size_t(coding.row) * Tables::kRowStride], kSymbols, coding.start) -
                           kResidualMax;
         if (v < -bound_ || v >= bound_) fail("decoded latent outside the alphabet (corrupt substream)");
         return v;
@@ -982,15 +982,15 @@ const std::vector<FieldRange>& config_fields() {
 Tables Tables::from_weights(const uint32_t* weights, size_t count) {
     if (count != size_t(kMuSteps) * kScales * kSymbols) throw std::invalid_argument("tables have the wrong size");
     Tables t;
-    t.cum.assign(size_t(kMuSteps) * kScales * 256, 0);
+    t.cum.assign(size_t(kMuSteps) * kScales * kRowStride, 0);
     for (size_t table = 0; table < size_t(kMuSteps) * kScales; ++table) {
         uint64_t acc = 0;
         for (int s = 0; s < kSymbols; ++s) {
-            t.cum[table * 256 + s] = uint32_t(acc);
+            t.cum[table * kRowStride + s] = uint32_t(acc);
             acc += uint64_t(weights[table * kSymbols + s]) + 1;
         }
         if (acc != (uint64_t(1) << kPrecision)) throw std::invalid_argument("table frequencies do not sum to 2^24");
-        t.cum[table * 256 + kSymbols] = uint32_t(acc);
+        t.cum[table * kRowStride + kSymbols] = uint32_t(acc);
     }
     return t;
 }
