@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -552,9 +553,14 @@ private:
     std::vector<ptrdiff_t> offsets_;
 };
 
-void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
-                    int height, int width, const Tables& tables, Decoded& out, WorkerPool& pool,
-                    const Kernels& kernels) {
+// Decodes every substream on the pool. `coarse` (if set) runs as one more work item as soon as every
+// grid but the full-resolution one is decoded, on one thread while the others go on decoding grid 0:
+// the upsampling cascade needs only the coarse grids, and on its own it shares out badly (small
+// levels). Returns the threads' summed seconds in substreams (the caller splits the stage's wall
+// time between the two, as the fused float stages do).
+double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const Networks& n, const Config& c,
+                      int height, int width, const Tables& tables, Decoded& out, WorkerPool& pool,
+                      const Kernels& kernels, const std::function<void()>& coarse) {
     auto plan = substream_plan(c, height, width);
     if (plan.size() != substreams.size()) fail("latent substream count does not match the configuration");
     out.grid_shapes = grid_shapes(c, height, width);
@@ -569,16 +575,44 @@ void decode_latents(const std::vector<std::vector<uint32_t>>& substreams, const 
     const std::vector<int32_t> zero_context(size_t(kArmMaxWidth), 0);
     int32_t zero_mu_ls[2];
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
-    // Largest substreams first, so threads finish together. (Stepping several substreams in turn on
-    // one thread did not help: the decoding is throughput-bound, not latency-bound.)
+    // Substreams holding a coarse grid first, then `coarse`, then grid 0's; largest first within each
+    // group, so threads finish together. (Stepping several substreams in turn on one thread did not
+    // help: the decoding is throughput-bound, not latency-bound.)
+    auto holds_coarse = [&](size_t s) {
+        return std::any_of(plan[s].begin(), plan[s].end(), [](const Unit& u) { return u.grid > 0; });
+    };
     std::vector<size_t> order(plan.size());
     for (size_t s = 0; s < order.size(); ++s) order[s] = s;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return symbols[a] > symbols[b]; });
-    pool.run(int(order.size()), [&](int i, int) {
-        const size_t s = order[size_t(i)];
-        LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
-        cursor.run();
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return holds_coarse(a) != holds_coarse(b) ? holds_coarse(a) : symbols[a] > symbols[b];
     });
+    const int coarse_inputs = int(std::count_if(order.begin(), order.end(), holds_coarse));
+    const int coarse_item = coarse ? coarse_inputs : -1;
+    std::atomic<int> inputs_left{coarse_inputs};
+    std::atomic<bool> failed{false};
+    std::atomic<int64_t> substream_ns{0};
+    pool.run(int(order.size()) + (coarse ? 1 : 0), [&](int i, int) {
+        if (i == coarse_item) {
+            // Taken only after every input was handed out: at most threads - 1 are still running.
+            while (inputs_left.load() > 0)
+                if (failed.load()) return;
+                else std::this_thread::yield();
+            coarse();
+            return;
+        }
+        const auto t = Clock::now();
+        const size_t s = order[size_t(i > coarse_item && coarse_item >= 0 ? i - 1 : i)];
+        try {
+            LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
+            cursor.run();
+        } catch (...) {
+            failed = true;
+            throw;
+        }
+        if (holds_coarse(s)) --inputs_left;
+        substream_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
+    });
+    return 1e-9 * double(substream_ns.load());
 }
 
 std::vector<std::vector<uint8_t>> decode_mask(const std::vector<int64_t>& counts, const uint32_t* words, size_t n_words,
@@ -1116,40 +1150,40 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     out.kernels = kernels.name;
     out.t_parse = seconds_since(t0);
 
+    // The upsampling cascade: every grid up to half resolution (small: a quarter of the pixels per
+    // grid), level by level from the coarsest, serially (it runs beside grid 0's entropy decoding);
+    // the last 2x step runs inside the row bands.
+    const auto& shapes = out.grid_shapes;
+    std::vector<Plane> level1(size_t(m.grids));
+    double cascade_seconds = 0;
+    auto cascade = [&] {
+        const auto t = Clock::now();
+        for (int l = 1; l < m.grids; ++l) {
+            level1[l].reset(new float[out.latents[l].size()]);
+            std::copy(out.latents[l].begin(), out.latents[l].end(), level1[l].get());
+        }
+        UpsampleScratch scratch;
+        for (int level = m.grids - 2; level >= 1; --level) {
+            const auto [h, w] = shapes[level + 1];
+            const auto [out_h, out_w] = shapes[level];
+            for (int l = level + 1; l < m.grids; ++l) {  // grids level + 1.. are at level + 1
+                Plane next(new float[size_t(out_h) * out_w]);
+                for (int r = 0; r < out_h; ++r)
+                    upsample_row(level1[l].get(), h, w, m, r, out_w, next.get() + size_t(r) * out_w, scratch, kernels);
+                level1[l] = std::move(next);
+            }
+        }
+        cascade_seconds = seconds_since(t);
+    };
+
     auto t1 = Clock::now();
     WorkerPool pool(threads);
-    decode_latents(substreams, nets, c, height, width, tables, out, pool, kernels);
-    out.t_entropy = seconds_since(t1);
+    const double substream_seconds = decode_latents(substreams, nets, c, height, width, tables, out, pool, kernels,
+                                                    latents_only ? std::function<void()>() : cascade);
+    const double entropy_and_cascade = seconds_since(t1);
+    out.t_entropy = entropy_and_cascade * substream_seconds / (substream_seconds + cascade_seconds + 1e-12);
     if (latents_only) return out;
-
-    // Every grid up to half resolution (small: a quarter of the pixels per grid); the last 2x step
-    // runs inside the row bands.
-    auto t2 = Clock::now();
-    const auto& shapes = out.grid_shapes;
-    // Level by level from the coarsest, every grid that passes through a level in one parallel
-    // loop over (grid, block of rows): a handful of thread starts, and work enough to share.
-    std::vector<Plane> level1(size_t(m.grids));
-    for (int l = 1; l < m.grids; ++l) {
-        level1[l].reset(new float[out.latents[l].size()]);
-        std::copy(out.latents[l].begin(), out.latents[l].end(), level1[l].get());
-    }
-    const int block = 16;
-    std::vector<UpsampleScratch> scratch(size_t(pool.size()));
-    for (int level = m.grids - 2; level >= 1; --level) {
-        const auto [h, w] = shapes[level + 1];
-        const auto [out_h, out_w] = shapes[level];
-        const int blocks = (out_h + block - 1) / block, first = level + 1;  // grids first.. are at level + 1
-        std::vector<Plane> next(size_t(m.grids));
-        for (int l = first; l < m.grids; ++l) next[l].reset(new float[size_t(out_h) * out_w]);
-        pool.run((m.grids - first) * blocks, [&](int task, int worker) {
-            const int l = first + task / blocks, bi = task % blocks;
-            for (int r = bi * block; r < std::min(out_h, (bi + 1) * block); ++r)
-                upsample_row(level1[l].get(), h, w, m, r, out_w, next[l].get() + size_t(r) * out_w, scratch[worker],
-                             kernels);
-        });
-        for (int l = first; l < m.grids; ++l) level1[l] = std::move(next[l]);
-    }
-    const double cascade = seconds_since(t2);
+    const double cascade_share = entropy_and_cascade - out.t_entropy;
 
     // Row bands: one per thread, or a few per thread for balance (each band recomputes 2 halo rows).
     auto t3 = Clock::now();
@@ -1167,7 +1201,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     // The fused stages share one wall-clock span; split it by the threads' time in each stage.
     const double fused = seconds_since(t3);
     const double spent = double(times.upsampling + times.modulation + times.synthesis) + 1e-9;
-    out.t_upsampling = cascade + fused * double(times.upsampling) / spent;
+    out.t_upsampling = cascade_share + fused * double(times.upsampling) / spent;
     out.t_modulation = fused * double(times.modulation) / spent;
     out.t_synthesis = fused * double(times.synthesis) / spent;
     return out;
