@@ -1173,6 +1173,9 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
                 level1[l] = std::move(next);
             }
         }
+        // The output's pages are first touched here too, off the critical path (a page fault costs
+        // microseconds on a VM).
+        out.rgb.assign(size_t(height) * width * 3, 0);
         cascade_seconds = seconds_since(t);
     };
 
@@ -1187,7 +1190,6 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
 
     // Row bands: one per thread, or a few per thread for balance (each band recomputes 2 halo rows).
     auto t3 = Clock::now();
-    out.rgb.assign(size_t(height) * width * 3, 0);
     const int bands = threads == 1 ? 1 : std::min(height, 4 * threads);
     const int band_rows = (height + bands - 1) / bands;
     StageTimes times;
