@@ -15,7 +15,7 @@ namespace lotc {
 // Float kernels work on runs of at most kChunk pixels. Every buffer they read or write holds
 // kChunk floats past the last pixel that matters, so SIMD tables may run whole vectors over a
 // partial run: lanes past n compute garbage that nobody reads.
-constexpr int kChunk = 64;
+constexpr int kChunk = 128;
 
 // A float layer as lists of (input, weight) per output: the kept weights of a masked synthesis
 // layer, or every weight of a dense one. `index` picks an entry of the caller's pointer array.

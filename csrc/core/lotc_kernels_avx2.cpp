@@ -48,18 +48,18 @@ LOTC_AVX2 inline void store_act(float* y, __m256 a, Activation act) {
     _mm256_storeu_ps(y, act == Activation::kGelu ? gelu_avx2(a) : a);
 }
 
+// Whole vectors only (lanes past n are the slack every buffer has): 64 pixels at a time, eight
+// accumulators, one broadcast per kept weight.
 LOTC_AVX2 void mac_avx2(const float* const* in, const SparseLayer& layer, float* const* out, int n,
                         Activation act) {
-    const int vectors = (n + 7) / 8;
     for (int o = 0; o < layer.fan_out; ++o) {
         const uint32_t k0 = layer.start[o], k1 = layer.start[o + 1];
         const __m256 bias = _mm256_set1_ps(layer.bias[o]);
-        float* y = out[o];
-        if (vectors == 8) {  // a whole chunk: eight accumulators, one broadcast per kept weight
+        for (int j = 0; j < n; j += 64) {
             __m256 a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
             for (uint32_t k = k0; k < k1; ++k) {
                 const __m256 w = _mm256_set1_ps(layer.value[k]);
-                const float* x = in[layer.index[k]];
+                const float* x = in[layer.index[k]] + j;
                 a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x), a0);
                 a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8), a1);
                 a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 16), a2);
@@ -69,16 +69,10 @@ LOTC_AVX2 void mac_avx2(const float* const* in, const SparseLayer& layer, float*
                 a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 48), a6);
                 a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 56), a7);
             }
+            float* y = out[o] + j;
             store_act(y, a0, act), store_act(y + 8, a1, act), store_act(y + 16, a2, act);
             store_act(y + 24, a3, act), store_act(y + 32, a4, act), store_act(y + 40, a5, act);
             store_act(y + 48, a6, act), store_act(y + 56, a7, act);
-            continue;
-        }
-        for (int v = 0; v < vectors; ++v) {
-            __m256 a = bias;
-            for (uint32_t k = k0; k < k1; ++k)
-                a = _mm256_fmadd_ps(_mm256_set1_ps(layer.value[k]), _mm256_loadu_ps(in[layer.index[k]] + 8 * v), a);
-            store_act(y + 8 * v, a, act);
         }
     }
 }

@@ -38,41 +38,41 @@ LOTC_AVX512 inline void store_act(float* y, __m512 a, Activation act) {
     _mm512_storeu_ps(y, act == Activation::kGelu ? gelu_avx512(a) : a);
 }
 
-// acc[v] += w * x[16 v .. 16 v + 15] for the four vectors of a chunk.
-LOTC_AVX512 inline void fma_chunk(float w, const float* x, __m512* acc) {
+// acc[v] += w * x[16 v .. 16 v + V * 16) for V vectors.
+template <int V>
+LOTC_AVX512 inline void fma_vectors(float w, const float* x, __m512* acc) {
     const __m512 wv = _mm512_set1_ps(w);
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + 16 * v), acc[v]);
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + 16 * v), acc[v]);
 }
 
+// Whole vectors only (lanes past n are the slack every buffer has). Eight FMA chains in flight per
+// output, or the FMA ports wait on the FMA latency: over more than 64 pixels, one accumulator per
+// vector (eight); over at most 64, the kept weights alternate between two sets of four.
 LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, float* const* out, int n,
                             Activation act) {
-    const int vectors = (n + 15) / 16;
     for (int o = 0; o < layer.fan_out; ++o) {
         const uint32_t k0 = layer.start[o], k1 = layer.start[o + 1];
         const __m512 bias = _mm512_set1_ps(layer.bias[o]);
         float* y = out[o];
-        if (vectors == 4) {
-            // A whole chunk is four vectors; the kept weights alternate between two sets of four
-            // accumulators, so eight FMA chains are in flight (four would leave the two FMA ports
-            // waiting on the FMA latency), one broadcast per kept weight.
+        if (n > 64) {
+            __m512 a[8];
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; ++v) a[v] = bias;
+            for (uint32_t k = k0; k < k1; ++k) fma_vectors<8>(layer.value[k], in[layer.index[k]], a);
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; ++v) store_act(y + 16 * v, a[v], act);
+        } else {
             __m512 a[4] = {bias, bias, bias, bias};
             __m512 b[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
             uint32_t k = k0;
             for (; k + 1 < k1; k += 2) {
-                fma_chunk(layer.value[k], in[layer.index[k]], a);
-                fma_chunk(layer.value[k + 1], in[layer.index[k + 1]], b);
+                fma_vectors<4>(layer.value[k], in[layer.index[k]], a);
+                fma_vectors<4>(layer.value[k + 1], in[layer.index[k + 1]], b);
             }
-            if (k < k1) fma_chunk(layer.value[k], in[layer.index[k]], a);
+            if (k < k1) fma_vectors<4>(layer.value[k], in[layer.index[k]], a);
 #pragma GCC unroll 4
             for (int v = 0; v < 4; ++v) store_act(y + 16 * v, _mm512_add_ps(a[v], b[v]), act);
-            continue;
-        }
-        for (int v = 0; v < vectors; ++v) {
-            __m512 a = bias;
-            for (uint32_t k = k0; k < k1; ++k)
-                a = _mm512_fmadd_ps(_mm512_set1_ps(layer.value[k]), _mm512_loadu_ps(in[layer.index[k]] + 16 * v), a);
-            store_act(y + 16 * v, a, act);
         }
     }
 }
