@@ -74,6 +74,31 @@ def test_arm_memo_at_the_alphabet_edges(context):
     assert any(g.min() == -64 for g in got.latents) and any(g.max() == 63 for g in got.latents)
 
 
+def test_register_arm_takes_32_bit_products_exactly():
+    """The register ARM (contexts and layers of at most 8) multiplies in int16 pairs only while the
+    inputs fit: hidden activations past 2^15, and a weight of 2^15 (no int16 copy at all), take its
+    32-bit products. Latents must still match the reference exactly."""
+    from lotterycodec.decoder.entropy import IntArm, check_arm_bounds, encode_latents, encode_mask
+    from lotterycodec.decoder.format import Networks, write_bitstream, write_networks
+    from lotterycodec.decoder.synthetic import random_masks, random_networks
+    cfg = ArchConfig(arm_context=8, arm_width=8, latent_bound=64, mod_width=6, kept_weights=300).validate()
+    rng = np.random.default_rng(11)
+    nets = random_networks(cfg, rng)
+    weights = [w.copy() for w in nets.arm.weights]
+    weights[0][:] = rng.integers(-2000, 2001, size=weights[0].shape)  # hidden inputs up to ~2^21
+    weights[0][0, 0] = 1 << 15  # beyond int16: this layer has no pairs
+    weights[1][:] = rng.integers(-30, 31, size=weights[1].shape)
+    arm = IntArm(weights, [b.copy() for b in nets.arm.biases], cfg.arm_frac_bits)
+    check_arm_bounds(arm, cfg.latent_bound)
+    nets = Networks(arm, nets.ups_kernel, nets.mod)
+    grids = [np.clip(np.round(rng.laplace(0, 20.0, size=s)), -64, 63).astype(np.int64)
+             for s in cfg.grid_shapes(24, 32)]
+    net_bytes, _ = write_networks(nets)
+    counts, mask_words = encode_mask(random_masks(cfg, rng))
+    data = write_bitstream(32, 24, 3, cfg, net_bytes, counts, mask_words, encode_latents(grids, arm, cfg))
+    _same(data)
+
+
 def test_synthesis_neuron_kinds_decode_exactly():
     """The packing drops dead hidden neurons and splits layer 0 into neurons reading both
     coordinates, x alone (once per column) and y alone (once per row): a mask with all of these."""

@@ -28,7 +28,6 @@
 namespace lotc {
 namespace {
 
-constexpr int kActFrac = 8;
 constexpr int kResidualMax = 127;
 constexpr int kSymbols = 2 * kResidualMax + 1;
 constexpr int kMuSteps = 8, kScales = 48, kScaleStepsPerOctave = 4, kLog2ScaleMin = -4;
@@ -426,6 +425,10 @@ public:
         x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
         if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
+        const bool small = context_size_ <= 8 && std::all_of(n.arm.begin(), n.arm.end(), [](const ArmLayer& l) {
+            return l.fan_in <= kArmLanes && l.padded_out == kArmLanes;
+        });
+        if (small) arm_small_ = kernels.arm_small;
     }
 
     // Decodes every unit of the substream. The coder state, the unit's buffer and the loop
@@ -461,7 +464,7 @@ private:
             // a hit goes straight to the table.
             uint64_t key[2] = {0, 0};
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; ++k) key[0] = (key[0] << 8) | uint8_t(here[-offsets[k]]);
+            for (int k = 7; k >= 0; --k) key[0] = (key[0] << 8) | uint8_t(here[-offsets[k]]);
             if (n > 8) {
 #pragma GCC unroll 8
                 for (int k = 8; k < 16; ++k) key[1] = (key[1] << 8) | uint8_t(here[-offsets[k]]);
@@ -472,9 +475,15 @@ private:
                 if (slot.key[0] == key[0] && slot.key[1] == key[1]) {
                     coding = slot.coding;
                 } else {
-                    int32_t* const x = x_.data();
-                    for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
-                    coding = arm_coding(x);
+                    if (arm_small_) {  // key[0] holds the whole context, byte k = latent k
+                        int32_t mu_ls[2];
+                        arm_small_(key[0], n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+                        coding = coding_of(mu_ls);
+                    } else {
+                        int32_t* const x = x_.data();
+                        for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+                        coding = arm_coding(x);
+                    }
                     slot = {{key[0], key[1]}, coding};
                 }
             }
@@ -541,6 +550,7 @@ private:
     Decoded& out_;
     const int bound_, frac_, context_size_;
     const Coding zero_coding_;
+    decltype(Kernels::arm_small) arm_small_ = nullptr;  // set when the network and the table allow it
     size_t unit_ = 0;
     int width_ = 0, rows_ = 0, pitch_ = 0;
     std::vector<int32_t> buf_, x_;

@@ -67,7 +67,7 @@ void arm_scalar(const int32_t* context, const ArmLayer* layers, int n_layers, in
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels table{"scalar", mac_scalar, to_rgb8_scalar, arm_scalar};
+    static const Kernels table{"scalar", mac_scalar, to_rgb8_scalar, arm_scalar, nullptr};
     return table;
 }
 

@@ -27,6 +27,8 @@ struct SparseLayer {
     std::vector<float> bias;      // fan_out (zeros for the bias-free synthesis)
 };
 
+// The ARM's activations are fixed point with this many fraction bits: its inputs are latents * 2^8.
+constexpr int kActFrac = 8;
 // A layer of the integer ARM, outputs padded to a multiple of kArmLanes with zero weights.
 constexpr int kArmLanes = 8;
 // The config's widest ARM layer (a multiple of kArmLanes). Kernels may read inputs in whole
@@ -57,6 +59,10 @@ struct Kernels {
     // The whole ARM on one context: per layer y[o] = (bias[o] + sum_i w[i][o] x[i]) >> shift, ReLU
     // between layers, exact int32; mu_ls gets the last layer's two outputs.
     void (*arm)(const int32_t* context, const ArmLayer* layers, int n_layers, int shift, int32_t* mu_ls);
+    // The same ARM (same integers) for a network whose layers all have at most kArmLanes inputs and
+    // outputs, on a context given as bytes (byte k: latent k, two's complement; zero past the
+    // context): the activations stay in one register. nullptr where a table has no such variant.
+    void (*arm_small)(uint64_t context, const ArmLayer* layers, int n_layers, int shift, int32_t* mu_ls);
 };
 
 const Kernels& scalar_kernels();

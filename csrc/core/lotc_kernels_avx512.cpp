@@ -98,7 +98,7 @@ const Kernels* avx512_kernels() {
     const Kernels* avx2 = avx2_kernels();
     static const bool usable = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
     if (!usable) return nullptr;
-    static const Kernels table{"avx512", mac_avx512, to_rgb8_avx512, avx2->arm};
+    static const Kernels table{"avx512", mac_avx512, to_rgb8_avx512, avx2->arm, avx2->arm_small};
     return &table;
 }
 

@@ -100,7 +100,7 @@ void arm_neon(const int32_t* context, const ArmLayer* layers, int n_layers, int 
 }  // namespace
 
 const Kernels* neon_kernels() {
-    static const Kernels table{"neon", mac_neon, to_rgb8_neon, arm_neon};
+    static const Kernels table{"neon", mac_neon, to_rgb8_neon, arm_neon, nullptr};
     return &table;
 }
 
