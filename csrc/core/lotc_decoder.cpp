@@ -788,13 +788,31 @@ SparseLayer residual_layer(int mo, const std::vector<float>& weight, const std::
 // a zero fill would take each fresh page's fault on one thread, the writers take them in parallel.
 using Plane = std::unique_ptr<float[]>;
 
-// Row stride of every float row buffer: a replicated column each side (3x3 halo) and kChunk floats
-// of slack for whole-vector kernels. Pixel x of a row lives at row + 1 + x.
-int row_stride(int width) { return (width + 2 + 7) / 8 * 8 + kChunk; }
+// Float buffers of the row pipeline start on a cache line, and pixel 0 of every row sits
+// kRowLead floats in, so whole-vector loads of a chunk never straddle two lines (a 64-byte load
+// one float off a line boundary reads two).
+template <class T>
+struct CacheLineAllocator {
+    using value_type = T;
+    CacheLineAllocator() = default;
+    template <class U>
+    CacheLineAllocator(const CacheLineAllocator<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+    bool operator==(const CacheLineAllocator&) const { return true; }
+    bool operator!=(const CacheLineAllocator&) const { return false; }
+};
+using Floats = std::vector<float, CacheLineAllocator<float>>;
+constexpr int kRowLead = 16;
+
+// Row stride of every float row buffer (a multiple of a cache line): the replicated column each
+// side (3x3 halo) at kRowLead - 1 and kRowLead + width, and kChunk floats of slack for
+// whole-vector kernels. Pixel x of a row lives at row + kRowLead + x.
+int row_stride(int width) { return (kRowLead + width + 1 + 15) / 16 * 16 + kChunk; }
 
 void pad_row(float* row, int width) {
-    row[0] = row[1];
-    row[width + 1] = row[width];
+    row[kRowLead - 1] = row[kRowLead];
+    row[kRowLead + width] = row[kRowLead + width - 1];
 }
 
 // Output row y (out_w values at out[0..]) of the 2x transposed conv of src (h x w). The source
@@ -871,7 +889,7 @@ public:
                  const std::vector<std::pair<int, int>>& shapes, const std::vector<int8_t>& grid0,
                  const Kernels& kernels, uint8_t* rgb)
         : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb),
-          stride_(row_stride(m.width)) {
+          stride_(row_stride(m.width)), xplane_stride_(row_stride(m.width)) {
         up_.assign(size_t(m.grids) * stride_, 0.0f);
         o0_.assign(size_t(kRing) * m.mod_width * stride_, 0.0f);
         o1_.assign(size_t(kRing) * m.mod_out * stride_, 0.0f);
@@ -884,12 +902,12 @@ public:
         for (int x = 0; x < m.width; ++x)
             xcoord_[x] = m.width == 1 ? 0.0f : float(2 * x - (m.width - 1)) / float(m.width - 1);
         const int nx = m.synth0_x.fan_out;
-        xplanes_.assign(size_t(nx) * (m.width + kChunk), 0.0f);
+        xplanes_.assign(size_t(nx) * xplane_stride_, 0.0f);
         yrows_.assign(size_t(m.synth0_y.fan_out) * kChunk, 0.0f);
         float* out[64];
         for (int x0 = 0; x0 < m.width; x0 += kChunk) {
             const float* in[1] = {xcoord_.data() + x0};
-            for (int k = 0; k < nx; ++k) out[k] = xplanes_.data() + size_t(k) * (m.width + kChunk) + x0;
+            for (int k = 0; k < nx; ++k) out[k] = xplanes_.data() + size_t(k) * xplane_stride_ + x0;
             k_.mac(in, m.synth0_x, out, std::min(kChunk, m.width - x0), Activation::kGelu);
         }
     }
@@ -920,7 +938,7 @@ private:
     // would share a quarter of the L1 cache's sets; one line more spreads them (synthesis -10 %).
     static constexpr int kHiddenStride = kChunk + 16;
 
-    float* ring(std::vector<float>& buf, int row, int channel) {
+    float* ring(Floats& buf, int row, int channel) {
         const int channels = int(buf.size() / (size_t(kRing) * stride_));
         return buf.data() + (size_t(row % kRing) * channels + channel) * stride_;
     }
@@ -928,20 +946,20 @@ private:
     // Upsampled grids, o0 and o1 of row r.
     void front(int r, StageClock& clock, StageTimes& times) {
         const int W = m_.width;
-        for (int x = 0; x < W; ++x) up_[1 + x] = float(grid0_[size_t(r) * W + x]);
+        for (int x = 0; x < W; ++x) up_[kRowLead + x] = float(grid0_[size_t(r) * W + x]);
         for (int l = 1; l < m_.grids; ++l)
             upsample_row(level1_[l].get(), shapes_[1].first, shapes_[1].second, m_, r, W,
-                         up_.data() + size_t(l) * stride_ + 1, scratch_, k_);
+                         up_.data() + size_t(l) * stride_ + kRowLead, scratch_, k_);
         clock.charge(times.upsampling);
         const float* in[64];
         float* out[64];
         for (int x0 = 0; x0 < W; x0 += kChunk) {
             const int n = std::min(kChunk, W - x0);
-            for (int l = 0; l < m_.grids; ++l) in[l] = up_.data() + size_t(l) * stride_ + 1 + x0;
-            for (int o = 0; o < m_.mod_width; ++o) out[o] = ring(o0_, r, o) + 1 + x0;
+            for (int l = 0; l < m_.grids; ++l) in[l] = up_.data() + size_t(l) * stride_ + kRowLead + x0;
+            for (int o = 0; o < m_.mod_width; ++o) out[o] = ring(o0_, r, o) + kRowLead + x0;
             k_.mac(in, m_.mod0, out, n, Activation::kGelu);
             for (int o = 0; o < m_.mod_width; ++o) in[o] = out[o];
-            for (int o = 0; o < m_.mod_out; ++o) out[o] = ring(o1_, r, o) + 1 + x0;
+            for (int o = 0; o < m_.mod_out; ++o) out[o] = ring(o1_, r, o) + kRowLead + x0;
             k_.mac(in, m_.mod1, out, n, Activation::kGelu);
         }
         for (int o = 0; o < m_.mod_out; ++o) pad_row(ring(o1_, r, o), W);
@@ -949,19 +967,19 @@ private:
     }
 
     // dst row r (mod_out channels, stride_ apart) = GELU(bias + skip + 3x3 conv of src rows r-1..r+1).
-    void residual(std::vector<float>& src, const SparseLayer& layer, int r, float* dst) {
+    void residual(Floats& src, const SparseLayer& layer, int r, float* dst) {
         const int W = m_.width, H = m_.height, mo = m_.mod_out;
         const float* rows[3];
         const float* in[160];
         float* out[16];
         for (int x0 = 0; x0 < W; x0 += kChunk) {
             for (int ci = 0; ci < mo; ++ci) {
-                for (int ky = 0; ky < 3; ++ky) rows[ky] = ring(src, std::clamp(r + ky - 1, 0, H - 1), ci) + x0;
+                for (int ky = 0; ky < 3; ++ky) rows[ky] = ring(src, std::clamp(r + ky - 1, 0, H - 1), ci) + kRowLead - 1 + x0;
                 for (int ky = 0; ky < 3; ++ky)
                     for (int kx = 0; kx < 3; ++kx) in[(ci * 3 + ky) * 3 + kx] = rows[ky] + kx;
                 in[9 * mo + ci] = rows[1] + 1;
             }
-            for (int o = 0; o < mo; ++o) out[o] = dst + size_t(o) * stride_ + 1 + x0;
+            for (int o = 0; o < mo; ++o) out[o] = dst + size_t(o) * stride_ + kRowLead + x0;
             k_.mac(in, layer, out, std::min(kChunk, W - x0), Activation::kGelu);
         }
         for (int o = 0; o < mo; ++o) pad_row(dst + size_t(o) * stride_, W);
@@ -986,15 +1004,15 @@ private:
                     n_in = m_.synth[l - 1].fan_out;
                     for (int ch = 0; ch < n_in; ++ch) in[ch] = hidden_[(l - 1) & 1].data() + size_t(ch) * kHiddenStride;
                     if (l == 1) {
-                        for (int k = 0; k < nx; ++k) in[n_in++] = xplanes_.data() + size_t(k) * (W + kChunk) + x0;
+                        for (int k = 0; k < nx; ++k) in[n_in++] = xplanes_.data() + size_t(k) * xplane_stride_ + x0;
                         for (int k = 0; k < ny; ++k) in[n_in++] = yrows_.data() + size_t(k) * kChunk;
                     }
-                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = o3_.data() + size_t(ch) * stride_ + 1 + x0;
-                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o2_, y, ch) + 1 + x0;
+                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = o3_.data() + size_t(ch) * stride_ + kRowLead + x0;
+                    for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o2_, y, ch) + kRowLead + x0;
                     if (l >= 2)
-                        for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o1_, y, ch) + 1 + x0;
+                        for (int ch = 0; ch < mo; ++ch) in[n_in++] = ring(o1_, y, ch) + kRowLead + x0;
                     if (l >= 3)
-                        for (int ch = 0; ch < mw; ++ch) in[n_in++] = ring(o0_, y, ch) + 1 + x0;
+                        for (int ch = 0; ch < mw; ++ch) in[n_in++] = ring(o0_, y, ch) + kRowLead + x0;
                 }
                 for (int o = 0; o < m_.synth[l].fan_out; ++o) out[o] = hidden_[l & 1].data() + size_t(o) * kHiddenStride;
                 k_.mac(in, m_.synth[l], out, n, l < 3 ? Activation::kGelu : Activation::kLinear);
@@ -1010,8 +1028,8 @@ private:
     const std::vector<int8_t>& grid0_;
     const Kernels& k_;
     uint8_t* rgb_;
-    const int stride_;
-    std::vector<float> up_, o0_, o1_, o2_, o3_, hidden_[2], xcoord_, ycoord_, xplanes_, yrows_;
+    const int stride_, xplane_stride_;
+    Floats up_, o0_, o1_, o2_, o3_, hidden_[2], xcoord_, ycoord_, xplanes_, yrows_;
     UpsampleScratch scratch_;
 };
 
