@@ -3,6 +3,9 @@
 // target attributes as for AVX2; used only when the CPU reports AVX-512F (and AVX2+FMA).
 #include "lotc_kernels.h"
 
+#include <algorithm>
+#include <cstring>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -77,19 +80,39 @@ LOTC_AVX512 void mac_avx512(const float* const* in, const SparseLayer& layer, fl
     }
 }
 
+// pshufb masks: [i][c] moves channel c's 16 bytes to their places in bytes 16 i .. 16 i + 15 of
+// the pixels' RGBRGB... layout (-128: a zero byte, filled by another channel).
+struct RgbMasks {
+    alignas(16) int8_t m[3][3][16];
+};
+const RgbMasks kRgbMasks = [] {
+    RgbMasks masks{};
+    for (int i = 0; i < 3; ++i)
+        for (int c = 0; c < 3; ++c)
+            for (int t = 0; t < 16; ++t) masks.m[i][c][t] = int8_t((16 * i + t) % 3 == c ? (16 * i + t) / 3 : -128);
+    return masks;
+}();
+
 LOTC_AVX512 void to_rgb8_avx512(const float* const* z, int n, uint8_t* rgb) {
-    alignas(64) int32_t level[3][kChunk];
-    const int vectors = (n + 15) / 16;
-    for (int c = 0; c < 3; ++c)
-        for (int v = 0; v < vectors; ++v) {
-            const __m512 e = exp2_avx512(_mm512_mul_ps(_mm512_set1_ps(-2.8853901f), _mm512_loadu_ps(z[c] + 16 * v)));
+    for (int j = 0; j < n; j += 16) {
+        __m128i level[3];  // 16 pixels' 8-bit levels per channel
+        for (int c = 0; c < 3; ++c) {
+            const __m512 e = exp2_avx512(_mm512_mul_ps(_mm512_set1_ps(-2.8853901f), _mm512_loadu_ps(z[c] + j)));
             __m512 s = reciprocal_avx512(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
             s = _mm512_min_ps(_mm512_max_ps(s, _mm512_setzero_ps()), _mm512_set1_ps(1.0f));
             const __m512 scaled = _mm512_add_ps(_mm512_mul_ps(s, _mm512_set1_ps(255.0f)), _mm512_set1_ps(0.5f));
-            _mm512_store_si512(level[c] + 16 * v, _mm512_cvttps_epi32(scaled));
+            level[c] = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(scaled));
         }
-    for (int j = 0; j < n; ++j)
-        for (int c = 0; c < 3; ++c) rgb[3 * j + c] = uint8_t(level[c][j]);
+        alignas(16) uint8_t bytes[48];
+        for (int i = 0; i < 3; ++i) {
+            const __m128i* mask = reinterpret_cast<const __m128i*>(kRgbMasks.m[i]);
+            const __m128i part = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(level[0], _mm_load_si128(mask)),
+                                                           _mm_shuffle_epi8(level[1], _mm_load_si128(mask + 1))),
+                                              _mm_shuffle_epi8(level[2], _mm_load_si128(mask + 2)));
+            _mm_store_si128(reinterpret_cast<__m128i*>(bytes + 16 * i), part);
+        }
+        std::memcpy(rgb + 3 * j, bytes, size_t(3) * std::min(16, n - j));
+    }
 }
 
 }  // namespace
