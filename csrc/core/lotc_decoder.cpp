@@ -515,7 +515,8 @@ private:
             (int64_t(mu_ls[1]) * kScaleStepsPerOctave - kLog2ScaleMin * kScaleStepsPerOctave * (1 << kActFrac) + 128) >>
                 kActFrac,
             0, kScales - 1);
-        return {int32_t(m), int32_t(f * kScales + si), si < kWalkMaxScaleIndex ? kResidualMax : -1};
+        const int32_t row = int32_t(f * kScales + si);
+        return {int32_t(m), row, si < kWalkMaxScaleIndex ? int32_t(tables_.mode[size_t(row)]) : -1};
     }
 
     void open_unit() {  // the next non-empty unit from unit_ on
@@ -1048,11 +1049,13 @@ Tables Tables::from_weights(const uint32_t* weights, size_t count) {
     if (count != size_t(kMuSteps) * kScales * kSymbols) throw std::invalid_argument("tables have the wrong size");
     Tables t;
     t.cum.assign(size_t(kMuSteps) * kScales * kRowStride, 0);
+    t.mode.assign(size_t(kMuSteps) * kScales, 0);
     for (size_t table = 0; table < size_t(kMuSteps) * kScales; ++table) {
         uint64_t acc = 0;
         for (int s = 0; s < kSymbols; ++s) {
             t.cum[table * kRowStride + s] = uint32_t(acc);
             acc += uint64_t(weights[table * kSymbols + s]) + 1;
+            if (weights[table * kSymbols + s] > weights[table * kSymbols + t.mode[table]]) t.mode[table] = int16_t(s);
         }
         if (acc != (uint64_t(1) << kPrecision)) throw std::invalid_argument("table frequencies do not sum to 2^24");
         t.cum[table * kRowStride + kSymbols] = uint32_t(acc);

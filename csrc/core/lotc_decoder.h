@@ -29,6 +29,7 @@ struct Tables {
     // decoder's hottest load); 1088 bytes apart they spread over every set.
     static constexpr size_t kRowStride = 272;
     std::vector<uint32_t> cum;  // [8 * 48][kRowStride]
+    std::vector<int16_t> mode;  // per row: the most frequent symbol, where a search walking from it starts
     // weights: the shipped (8, 48, 255) uint32 array (constriction weights w; frequency w + 1).
     static Tables from_weights(const uint32_t* weights, size_t count);
     // Reads and checks the shipped .npy file (its CRC-32 is pinned).
