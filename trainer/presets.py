@@ -37,6 +37,13 @@ PRESETS = {
                   description="256x256 in about 5 minutes on 2 CPU cores",
                   low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3,
                   low_rate_steps=3200),
+    # Five times cpu's steps, same networks: toward the longer-schedule end of the RD curve within
+    # ~30 minutes per encode (cpu's steps take 0.12-0.15 s at 256x256 on the project VM, the
+    # low-rate items' 0.08-0.09 s).
+    "cpu-long": Preset("cpu-long", steps=10_000, arch={"arm_context": 16, "arm_width": 16}, log_every=100,
+                       description="256x256 in about 25 minutes on 2 CPU cores",
+                       low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3,
+                       low_rate_steps=16_000),
     "paper": Preset("paper", steps=100_000, finetune_steps=10_000, log_every=200,
                     description="the published schedule (100k + 10k steps); meant for a GPU"),
 }
