@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.backends import get_backend
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
@@ -78,7 +78,12 @@ def test_register_arm_takes_32_bit_products_exactly():
     """The register ARM (contexts and layers of at most 8) multiplies in int16 pairs only while the
     inputs fit: hidden activations past 2^15, and a weight of 2^15 (no int16 copy at all), take its
     32-bit products. Latents must still match the reference exactly."""
-    from lotterycodec.decoder.entropy import IntArm, check_arm_bounds, encode_latents, encode_mask
+    from lotterycodec.decoder.entropy import (
+        IntArm,
+        check_arm_bounds,
+        encode_latents,
+        encode_mask,
+    )
     from lotterycodec.decoder.format import Networks, write_bitstream, write_networks
     from lotterycodec.decoder.synthetic import random_masks, random_networks
     cfg = ArchConfig(arm_context=8, arm_width=8, latent_bound=64, mod_width=6, kept_weights=300).validate()
