@@ -12,8 +12,8 @@ computed, activated and at once scattered into the next layer's accumulators, so
 variables per stage exists. Triton has no lists of tensors, so the source of those lists is
 generated from (latents, mod_out, live neurons of synthesis layer 1) — a handful of values per
 architecture, each compiled once; everything else (live neurons of layers 0 and 2, mod_width)
-is a runtime loop bound, so a new mask never recompiles. Three passes; the only full-resolution tensors in global memory are the mod_out
-planes o1 and o2 and three planes z0:
+is a runtime loop bound, so a new mask never recompiles. Three passes; the only full-resolution
+tensors in global memory are the mod_out planes o1 and o2 and three planes z0:
 - ``head_kernel``: o1 = GELU(W1 GELU(W0 u + b0) + b1), o0 streamed channel by channel, and
   z0 = M3[:, o0] o0, o0's share of the output sums (the last layer is linear, so o0 is computed
   once instead of again in the fused pass: at 70 % kept that was 46 GELUs and ~500 FMAs a pixel);

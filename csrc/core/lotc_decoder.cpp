@@ -45,8 +45,8 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 [[noreturn]] void fail(const std::string& msg) { throw DecodeError(msg); }
 
-// Helper threads started once per decode (a thread start costs tens of microseconds, and the
-// cascade alone runs one parallel loop per level). run(n, body) calls body(i, worker) for every i
+// Helper threads started once per decode (a thread start costs tens of microseconds; a decode
+// runs two parallel loops). run(n, body) calls body(i, worker) for every i
 // in [0, n), worker in [0, size()) naming the thread, so callers can keep per-thread scratch.
 // Work items never share outputs, so the result is the same for every thread count. The first
 // exception is rethrown after the loop.
@@ -589,21 +589,23 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
     // Substreams holding a coarse grid first, then `coarse`, then grid 0's; largest first within each
     // group, so threads finish together. (Stepping several substreams in turn on one thread did not
     // help: the decoding is throughput-bound, not latency-bound.)
-    auto holds_coarse = [&](size_t s) {
-        return std::any_of(plan[s].begin(), plan[s].end(), [](const Unit& u) { return u.grid > 0; });
-    };
-    std::vector<size_t> order(plan.size());
-    for (size_t s = 0; s < order.size(); ++s) order[s] = s;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        return holds_coarse(a) != holds_coarse(b) ? holds_coarse(a) : symbols[a] > symbols[b];
+    std::vector<char> holds_coarse(plan.size());
+    for (size_t s = 0; s < plan.size(); ++s)
+        holds_coarse[s] = std::any_of(plan[s].begin(), plan[s].end(), [](const Unit& u) { return u.grid > 0; });
+    constexpr int kCoarse = -1;
+    std::vector<int> items(plan.size());  // substream indices, and kCoarse for `coarse`
+    for (size_t s = 0; s < items.size(); ++s) items[s] = int(s);
+    std::stable_sort(items.begin(), items.end(), [&](int a, int b) {
+        return holds_coarse[a] != holds_coarse[b] ? bool(holds_coarse[a]) : symbols[a] > symbols[b];
     });
-    const int coarse_inputs = int(std::count_if(order.begin(), order.end(), holds_coarse));
-    const int coarse_item = coarse ? coarse_inputs : -1;
+    const int coarse_inputs = int(std::count(holds_coarse.begin(), holds_coarse.end(), 1));
+    if (coarse) items.insert(items.begin() + coarse_inputs, kCoarse);
     std::atomic<int> inputs_left{coarse_inputs};
     std::atomic<bool> failed{false};
     std::atomic<int64_t> substream_ns{0};
-    pool.run(int(order.size()) + (coarse ? 1 : 0), [&](int i, int) {
-        if (i == coarse_item) {
+    pool.run(int(items.size()), [&](int i, int) {
+        const int s = items[size_t(i)];
+        if (s == kCoarse) {
             // Taken only after every input was handed out: at most threads - 1 are still running.
             while (inputs_left.load() > 0)
                 if (failed.load()) return;
@@ -612,7 +614,6 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
             return;
         }
         const auto t = Clock::now();
-        const size_t s = order[size_t(i > coarse_item && coarse_item >= 0 ? i - 1 : i)];
         try {
             LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
             cursor.run();
@@ -620,7 +621,7 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
             failed = true;
             throw;
         }
-        if (holds_coarse(s)) --inputs_left;
+        if (holds_coarse[s]) --inputs_left;
         substream_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
     });
     return 1e-9 * double(substream_ns.load());
@@ -785,8 +786,8 @@ SparseLayer residual_layer(int mo, const std::vector<float>& weight, const std::
     return layer;
 }
 
-// A grid's floats, row-major. Not value-initialised (every value is written before it is read):
-// a zero fill would take each fresh page's fault on one thread, the writers take them in parallel.
+// A grid's floats, row-major. Not value-initialised: every value is written before it is read, and
+// a zero fill would touch every fresh page twice.
 using Plane = std::unique_ptr<float[]>;
 
 // Float buffers of the row pipeline start on a cache line, and pixel 0 of every row sits
@@ -890,7 +891,7 @@ public:
                  const std::vector<std::pair<int, int>>& shapes, const std::vector<int8_t>& grid0,
                  const Kernels& kernels, uint8_t* rgb)
         : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb),
-          stride_(row_stride(m.width)), xplane_stride_(row_stride(m.width)) {
+          stride_(row_stride(m.width)) {
         up_.assign(size_t(m.grids) * stride_, 0.0f);
         o0_.assign(size_t(kRing) * m.mod_width * stride_, 0.0f);
         o1_.assign(size_t(kRing) * m.mod_out * stride_, 0.0f);
@@ -903,12 +904,12 @@ public:
         for (int x = 0; x < m.width; ++x)
             xcoord_[x] = m.width == 1 ? 0.0f : float(2 * x - (m.width - 1)) / float(m.width - 1);
         const int nx = m.synth0_x.fan_out;
-        xplanes_.assign(size_t(nx) * xplane_stride_, 0.0f);
+        xplanes_.assign(size_t(nx) * stride_, 0.0f);
         yrows_.assign(size_t(m.synth0_y.fan_out) * kChunk, 0.0f);
         float* out[64];
         for (int x0 = 0; x0 < m.width; x0 += kChunk) {
             const float* in[1] = {xcoord_.data() + x0};
-            for (int k = 0; k < nx; ++k) out[k] = xplanes_.data() + size_t(k) * xplane_stride_ + x0;
+            for (int k = 0; k < nx; ++k) out[k] = xplanes_.data() + size_t(k) * stride_ + x0;
             k_.mac(in, m.synth0_x, out, std::min(kChunk, m.width - x0), Activation::kGelu);
         }
     }
@@ -1005,7 +1006,7 @@ private:
                     n_in = m_.synth[l - 1].fan_out;
                     for (int ch = 0; ch < n_in; ++ch) in[ch] = hidden_[(l - 1) & 1].data() + size_t(ch) * kHiddenStride;
                     if (l == 1) {
-                        for (int k = 0; k < nx; ++k) in[n_in++] = xplanes_.data() + size_t(k) * xplane_stride_ + x0;
+                        for (int k = 0; k < nx; ++k) in[n_in++] = xplanes_.data() + size_t(k) * stride_ + x0;
                         for (int k = 0; k < ny; ++k) in[n_in++] = yrows_.data() + size_t(k) * kChunk;
                     }
                     for (int ch = 0; ch < mo; ++ch) in[n_in++] = o3_.data() + size_t(ch) * stride_ + kRowLead + x0;
@@ -1029,7 +1030,7 @@ private:
     const std::vector<int8_t>& grid0_;
     const Kernels& k_;
     uint8_t* rgb_;
-    const int stride_, xplane_stride_;
+    const int stride_;  // of every row buffer, x planes included
     Floats up_, o0_, o1_, o2_, o3_, hidden_[2], xcoord_, ycoord_, xplanes_, yrows_;
     UpsampleScratch scratch_;
 };

@@ -1,6 +1,6 @@
 // AVX-512 kernel table for the float stages (16 lanes: the masked synthesis, modulation and GELU
 // cost half as many instructions as with AVX2); the integer ARM is the AVX2 table's. Function-level
-// target attributes as for AVX2; used only when the CPU reports AVX-512F (and AVX2+FMA).
+// target attributes as for AVX2; used only when the CPU reports AVX-512F and DQ (and AVX2+FMA).
 #include "lotc_kernels.h"
 
 #include <algorithm>
