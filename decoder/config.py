@@ -1,6 +1,6 @@
 """The one architecture record, written in every header and read by every part.
 
-Each field is declared once with its header encoding and its allowed range
+Each field is declared once, in header order (each a LEB128 varint there), with its allowed range
 (inclusive).  "Impossible configuration" means a value outside these ranges, or a
 combination rejected by :func:`ArchConfig.validate`; every decoder applies the same
 rules, because they all read this table (the C++ port mirrors it field for field).
@@ -32,7 +32,6 @@ class FormatError(ValueError):
 @dataclass(frozen=True)
 class Field:
     name: str
-    fmt: str  # struct code, little-endian
     lo: int
     hi: int
     doc: str
@@ -40,26 +39,26 @@ class Field:
 
 # Order here is the order in the header.
 CONFIG_FIELDS: tuple[Field, ...] = (
-    Field("n_grids", "B", 1, 8, "latent grids; grid l has ceil(H/2^l) x ceil(W/2^l) values"),
-    Field("latent_bound", "B", 1, 64, "A: latent values lie in [-A, A-1]"),
-    Field("stripe_height", "H", 1, 65535, "rows per independent stripe of a striped grid"),
-    Field("shared_max_pixels", "I", 0, MAX_PIXELS, "grids with at most this many values share one substream"),
-    Field("arm_context", "B", 0, 32, "causal context pixels of the ARM (first n of CONTEXT_OFFSETS)"),
-    Field("arm_layers", "B", 0, 4, "hidden layers of the ARM"),
-    Field("arm_width", "B", 1, 64, "width of each ARM hidden layer"),
-    Field("arm_frac_bits", "B", 1, 12, "ARM weights and biases are integers times 2^-arm_frac_bits"),
-    Field("ups_kernel_size", "B", 4, 12, "even: 2x transposed-conv kernel is size x size (size/2 taps per phase)"),
-    Field("ups_step_exp", "B", 0, 24, "upsampling kernel step 2^-e"),
-    Field("mod_width", "B", 1, 64, "channels of modulation output o0"),
-    Field("mod_out", "B", 1, 16, "channels of modulation outputs o1, o2, o3"),
-    Field("mod_weight_step_exp", "B", 0, 24, "modulation weight step 2^-e"),
-    Field("mod_bias_step_exp", "B", 0, 24, "modulation bias step 2^-e"),
-    Field("synth_width0", "B", 1, 64, "synthesis layer 0 outputs"),
-    Field("synth_width1", "B", 1, 64, "synthesis layer 1 outputs"),
-    Field("synth_width2", "B", 1, 64, "synthesis layer 2 outputs"),
-    Field("synth_mode", "B", 0, 1, "0: masked random weights regenerated from the seed; "
+    Field("n_grids", 1, 8, "latent grids; grid l has ceil(H/2^l) x ceil(W/2^l) values"),
+    Field("latent_bound", 1, 64, "A: latent values lie in [-A, A-1]"),
+    Field("stripe_height", 1, 65535, "rows per independent stripe of a striped grid"),
+    Field("shared_max_pixels", 0, MAX_PIXELS, "grids with at most this many values share one substream"),
+    Field("arm_context", 0, 32, "causal context pixels of the ARM (first n of CONTEXT_OFFSETS)"),
+    Field("arm_layers", 0, 4, "hidden layers of the ARM"),
+    Field("arm_width", 1, 64, "width of each ARM hidden layer"),
+    Field("arm_frac_bits", 1, 12, "ARM weights and biases are integers times 2^-arm_frac_bits"),
+    Field("ups_kernel_size", 4, 12, "even: 2x transposed-conv kernel is size x size (size/2 taps per phase)"),
+    Field("ups_step_exp", 0, 24, "upsampling kernel step 2^-e"),
+    Field("mod_width", 1, 64, "channels of modulation output o0"),
+    Field("mod_out", 1, 16, "channels of modulation outputs o1, o2, o3"),
+    Field("mod_weight_step_exp", 0, 24, "modulation weight step 2^-e"),
+    Field("mod_bias_step_exp", 0, 24, "modulation bias step 2^-e"),
+    Field("synth_width0", 1, 64, "synthesis layer 0 outputs"),
+    Field("synth_width1", 1, 64, "synthesis layer 1 outputs"),
+    Field("synth_width2", 1, 64, "synthesis layer 2 outputs"),
+    Field("synth_mode", 0, 1, "0: masked random weights regenerated from the seed; "
           "1: trained dense weights sent in the networks section (the lottery ablation)"),
-    Field("kept_weights", "I", 0, 1 << 20, "synthesis weights kept by the mask (all layers)"),
+    Field("kept_weights", 0, 1 << 20, "synthesis weights kept by the mask (all layers)"),
 )
 
 

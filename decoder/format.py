@@ -6,29 +6,35 @@ raises :class:`FormatError`.
 """
 from __future__ import annotations
 
+import functools
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, SYNTH_DENSE, ArchConfig,
+from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, RESIDUAL_MAX, SYNTH_DENSE, ArchConfig,
                      FormatError)
-from .entropy import ARM_PARAM_MAX, IntArm, check_arm_bounds, substream_plan
+from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, _CoderErrors, _table_model, check_arm_bounds,
+                      load_tables, substream_plan)
 
 MAGIC = b"LOTC"
-VERSION = 1
-_PREFIX = struct.Struct("<4sBH")  # magic, version, header size
-_FIXED = struct.Struct("<HHBBQ")  # width, height, channels, bit depth, seed
-_CONFIG = struct.Struct("<" + "".join(f.fmt for f in CONFIG_FIELDS))
-_SECTIONS = struct.Struct("<III")  # bytes of networks, mask, latents
+VERSION = 2
+_PREFIX = struct.Struct("<4sBB")  # magic, version, header size (every header byte, its CRC included)
 _CRC = struct.Struct("<I")
-HEADER_SIZE = _PREFIX.size + _FIXED.size + _CONFIG.size + _SECTIONS.size + _CRC.size
-_CONFIG_OFFSET = _PREFIX.size + _FIXED.size
+# The header's varints: at most this many bytes each (a u64 seed needs 10, every other field fits 5).
+SEED_VARINT_BYTES, FIELD_VARINT_BYTES = 10, 5
 NET_VALUE_MAX = 1 << 20
-MAX_GOLOMB_ORDER = 24
 MAX_STEP_EXP = 24  # quantization steps 2^-e, e in 0..24 (header fields and the dense synthesis')
 N_SYNTH_LAYERS = 4
+# Networks section: each tensor picks one latent table (mu fraction 0) by a uniform symbol; values
+# beyond the table's alphabet escape at its edge and send |v| - RESIDUAL_MAX in uniform base-64
+# digits with a continuation flag, low digit first.
+NET_SCALE_SYMBOLS = 64
+ESCAPE_DIGIT_BITS = 6
+MAX_ESCAPE_DIGITS = 4
+SYNTH_STEP_SYMBOLS = 32
 
 
 # ----------------------------------------------------------------------------- networks
@@ -39,7 +45,7 @@ class Networks:
     arm: IntArm
     ups_kernel: np.ndarray          # (2, 2, taps, taps): phase (a, b), tap (p, q)
     mod: list[np.ndarray]           # w0, b0, w1, b1, w2, b2, w3, b3 (convs as (out, in[, 3, 3]))
-    bits: dict[str, int] = field(default_factory=dict)  # coded size per module, when read from a file
+    bits: dict[str, float] = field(default_factory=dict)  # information content per module, when read from a file
     # synth_mode 1 only: the trained synthesis weights (out, in) per layer, times 2^-synth_step_exp
     synth: list[np.ndarray] | None = None
     synth_step_exp: int = 0
@@ -68,116 +74,129 @@ def network_shapes(cfg: ArchConfig) -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
-class BitWriter:
-    def __init__(self) -> None:
-        self.bits: list[int] = []
-
-    def write(self, value: int, n: int) -> None:
-        self.bits.extend((value >> (n - 1 - i)) & 1 for i in range(n))
-
-    def write_signed_golomb(self, v: int, k: int) -> None:
-        u = abs(v)
-        q = (u >> k) + 1
-        n = q.bit_length() - 1
-        self.write(0, n)
-        self.write(q, n + 1)
-        self.write(u & ((1 << k) - 1), k)
-        if u:
-            self.write(1 if v < 0 else 0, 1)
-
-    def getvalue(self) -> bytes:
-        return np.packbits(np.array(self.bits, dtype=np.uint8)).tobytes()
+@functools.cache
+def _uniform(symbols: int):
+    """A uniform model over a power-of-two alphabet: every frequency exactly 2^24 / symbols."""
+    import constriction
+    return constriction.stream.model.Categorical(np.full(symbols, (1 << PRECISION) // symbols - 1.0), perfect=False)
 
 
-class BitReader:
-    def __init__(self, data: bytes) -> None:
-        self.bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-        self.pos = 0
-
-    def read(self, n: int) -> int:
-        if self.pos + n > self.bits.size:
-            raise FormatError("networks section truncated")
-        v = 0
-        for b in self.bits[self.pos:self.pos + n]:
-            v = (v << 1) | int(b)
-        self.pos += n
-        return v
-
-    def read_signed_golomb(self, k: int) -> int:
-        n = 0
-        while self.read(1) == 0:
-            n += 1
-            if n > 40:
-                raise FormatError("exp-Golomb prefix too long")
-        q = (1 << n) | self.read(n)
-        u = ((q - 1) << k) | self.read(k)
-        return -u if u and self.read(1) else u
+@functools.lru_cache(maxsize=1)
+def _value_bits() -> np.ndarray:
+    """(N_SCALES, N_SYMBOLS) bits of each table symbol at mu fraction 0 (what a tensor is coded with)."""
+    return -np.log2((load_tables()[0].astype(np.float64) + 1) / (1 << PRECISION))
 
 
-def golomb_bits_per_order(values: np.ndarray) -> np.ndarray:
-    """Bits of the signed exp-Golomb code of `values` for every order 0..MAX_GOLOMB_ORDER."""
-    u = np.abs(np.asarray(values, np.int64).reshape(-1))
-    k = np.arange(MAX_GOLOMB_ORDER + 1, dtype=np.int64)
-    n = np.floor(np.log2((u[None, :] >> k[:, None]) + 1)).astype(np.int64)  # prefix zeros
-    return 2 * n.sum(axis=1) + u.size * (1 + k) + np.count_nonzero(u)
+def _escape_digits(excess: np.ndarray) -> np.ndarray:
+    """Base-2^ESCAPE_DIGIT_BITS digits that carry |v| - RESIDUAL_MAX of each escaped value."""
+    bits = np.maximum(np.ceil(np.log2(excess.astype(np.float64) + 1)), 1)
+    return np.ceil(bits / ESCAPE_DIGIT_BITS).astype(np.int64)
 
 
-def best_golomb_order(values: np.ndarray) -> int:
-    return int(np.argmin(golomb_bits_per_order(values)))  # the smallest order among equals
+def tensor_bits(values: np.ndarray) -> float:
+    """Information content of one sent tensor as the networks section codes it (the encoder's
+    quantization searches minimise it)."""
+    return _tensor_coding(values)[0]
 
 
-def write_networks(nets: Networks) -> tuple[bytes, dict[str, int]]:
-    """Exp-Golomb coded tensors, each preceded by its 5-bit order; bits per module."""
-    bw = BitWriter()
-    bits = {"arm": 0, "ups": 0, "mod": 0, **({"synth": 0} if nets.synth is not None else {})}
+def _tensor_coding(values: np.ndarray) -> tuple[float, int]:
+    """(bits, table): the table (scale index) costing the fewest bits, which the writer uses;
+    0 bits for an empty tensor."""
+    flat = np.asarray(values, dtype=np.int64).reshape(-1)
+    if not flat.size:
+        return 0.0, 0
+    escaped = np.abs(flat[np.abs(flat) >= RESIDUAL_MAX])
+    per_table = _value_bits()[:, np.clip(flat, -RESIDUAL_MAX, RESIDUAL_MAX) + RESIDUAL_MAX].sum(axis=1)
+    s = int(np.argmin(per_table))
+    extra = (ESCAPE_DIGIT_BITS + 1) * int(_escape_digits(escaped - RESIDUAL_MAX).sum()) if escaped.size else 0
+    return float(per_table[s]) + math.log2(NET_SCALE_SYMBOLS) + extra, s
+
+
+def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
+    """The networks section (range-coded words) and each module's information content in bits."""
+    import constriction
+    enc = constriction.stream.queue.RangeEncoder()
+    bits = {"arm": 0.0, "ups": 0.0, "mod": 0.0, **({"synth": 0.0} if nets.synth is not None else {})}
     previous = None
     for module, t in nets.tensors():
-        flat = np.asarray(t, dtype=np.int64).reshape(-1)
-        start = len(bw.bits)
-        if module == "synth" and previous != "synth":
-            bw.write(nets.synth_step_exp, 5)  # the dense synthesis' step 2^-e, before its first tensor
+        if module == "synth" and previous != "synth":  # the dense synthesis' step, before its first tensor
+            enc.encode(nets.synth_step_exp, _uniform(SYNTH_STEP_SYMBOLS))
+            bits["synth"] += math.log2(SYNTH_STEP_SYMBOLS)
         previous = module
-        k = best_golomb_order(flat) if flat.size else 0
-        bw.write(k, 5)
-        for v in flat.tolist():
-            bw.write_signed_golomb(v, k)
-        bits[module] += len(bw.bits) - start
-    return bw.getvalue(), bits
+        flat = np.asarray(t, dtype=np.int64).reshape(-1)
+        if not flat.size:
+            continue
+        info, s = _tensor_coding(flat)
+        bits[module] += info
+        enc.encode(s, _uniform(NET_SCALE_SYMBOLS))
+        symbols = (np.clip(flat, -RESIDUAL_MAX, RESIDUAL_MAX) + RESIDUAL_MAX).astype(np.int32)
+        escapes = np.flatnonzero(np.abs(flat) >= RESIDUAL_MAX)
+        start = 0
+        for i in [*escapes.tolist(), flat.size]:  # values up to each escape in one call, then its digits
+            if i > start:
+                enc.encode(symbols[start:i], _table_model(0, s))
+            if i == flat.size:
+                break
+            enc.encode(symbols[i:i + 1], _table_model(0, s))
+            excess = abs(int(flat[i])) - RESIDUAL_MAX
+            for d in range(int(_escape_digits(np.array([excess]))[0])):
+                digit = (excess >> (ESCAPE_DIGIT_BITS * d)) & ((1 << ESCAPE_DIGIT_BITS) - 1)
+                more = excess >> (ESCAPE_DIGIT_BITS * (d + 1)) != 0
+                enc.encode(digit | (int(more) << ESCAPE_DIGIT_BITS), _uniform(2 << ESCAPE_DIGIT_BITS))
+            start = i + 1
+    return np.asarray(enc.get_compressed(), "<u4").tobytes(), {k: round(v, 1) for k, v in bits.items()}
 
 
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
-    br = BitReader(data)
-    tensors = []
-    bits = {"arm": 0, "ups": 0, "mod": 0, **({"synth": 0} if cfg.synth_mode == SYNTH_DENSE else {})}
-    synth_step_exp = 0
-    previous = None
-    for module, shape in network_shapes(cfg):
-        start = br.pos
-        if module == "synth" and previous != "synth":
-            synth_step_exp = br.read(5)
-            if synth_step_exp > MAX_STEP_EXP:
-                raise FormatError(f"synthesis step exponent {synth_step_exp} above {MAX_STEP_EXP}")
-        k = br.read(5)
-        if k > MAX_GOLOMB_ORDER:
-            raise FormatError(f"exp-Golomb order {k} above {MAX_GOLOMB_ORDER}")
-        previous = module
-        limit = ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX
-        flat = np.empty(int(np.prod(shape)), dtype=np.int64)
-        for i in range(flat.size):
-            v = br.read_signed_golomb(k)
-            if abs(v) > limit:
-                raise FormatError(f"{module} parameter {v} above {limit}")
-            flat[i] = v
-        tensors.append(flat.reshape(shape))
-        bits[module] += br.pos - start
-    if len(data) * 8 - br.pos >= 8 or br.bits[br.pos:].any():
-        raise FormatError("networks section has trailing data")
+    import constriction
+    words = _words(data, "networks section")
+    with _CoderErrors():
+        dec = constriction.stream.queue.RangeDecoder(words)
+        tensors, synth_step_exp, previous = [], 0, None
+        for module, shape in network_shapes(cfg):
+            if module == "synth" and previous != "synth":
+                synth_step_exp = int(dec.decode(_uniform(SYNTH_STEP_SYMBOLS)))
+                if synth_step_exp > MAX_STEP_EXP:
+                    raise FormatError(f"synthesis step exponent {synth_step_exp} above {MAX_STEP_EXP}")
+            previous = module
+            tensors.append(_read_tensor(dec, shape, ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX, module))
+    dense = cfg.synth_mode == SYNTH_DENSE
+    bits = {"arm": 0.0, "ups": 0.0, "mod": 0.0, **({"synth": math.log2(SYNTH_STEP_SYMBOLS)} if dense else {})}
+    for (module, _), t in zip(network_shapes(cfg), tensors):
+        bits[module] += tensor_bits(t)
     n_arm = 2 * len(cfg.arm_in_out)
     arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
     check_arm_bounds(arm, cfg.latent_bound)
     n_mod = n_arm + 1 + 8
-    synth = tensors[n_mod:] if cfg.synth_mode == SYNTH_DENSE else None
-    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:n_mod], bits, synth, synth_step_exp)
+    synth = tensors[n_mod:] if dense else None
+    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:n_mod], {k: round(v, 1) for k, v in bits.items()}, synth,
+                    synth_step_exp)
+
+
+def _read_tensor(dec, shape: tuple[int, ...], limit: int, module: str) -> np.ndarray:
+    flat = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    if not flat.size:
+        return flat.reshape(shape)
+    s = int(dec.decode(_uniform(NET_SCALE_SYMBOLS)))
+    if s >= N_SCALES:
+        raise FormatError(f"{module} tensor table {s} above {N_SCALES - 1}")
+    model = _table_model(0, s)
+    for i in range(flat.size):
+        v = int(dec.decode(model)) - RESIDUAL_MAX
+        if abs(v) == RESIDUAL_MAX:
+            excess = 0
+            for d in range(MAX_ESCAPE_DIGITS + 1):
+                if d == MAX_ESCAPE_DIGITS:
+                    raise FormatError(f"{module} parameter escape longer than {MAX_ESCAPE_DIGITS} digits")
+                digit = int(dec.decode(_uniform(2 << ESCAPE_DIGIT_BITS)))
+                excess |= (digit & ((1 << ESCAPE_DIGIT_BITS) - 1)) << (ESCAPE_DIGIT_BITS * d)
+                if not digit >> ESCAPE_DIGIT_BITS:
+                    break
+            v += excess if v > 0 else -excess
+        if abs(v) > limit:
+            raise FormatError(f"{module} parameter {v} above {limit}")
+        flat[i] = v
+    return flat.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- varints
@@ -192,9 +211,9 @@ def encode_varint(n: int) -> bytes:
             return bytes(out)
 
 
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, max_bytes: int = FIELD_VARINT_BYTES) -> tuple[int, int]:
     value = 0
-    for shift in range(0, 35, 7):
+    for shift in range(0, 7 * max_bytes, 7):
         if pos >= len(data):
             raise FormatError("varint truncated")
         b = data[pos]
@@ -236,13 +255,19 @@ def write_bitstream(width: int, height: int, seed: int, cfg: ArchConfig, network
     mask = b"".join(encode_varint(k) for k in mask_counts) + np.asarray(mask_words, "<u4").tobytes()
     latents = (b"".join(encode_varint(w.size) for w in latent_words)
                + b"".join(np.asarray(w, "<u4").tobytes() for w in latent_words))
-    head = (_PREFIX.pack(MAGIC, VERSION, HEADER_SIZE)
-            + _FIXED.pack(width, height, OUT_CHANNELS, 8, seed & 0xFFFFFFFFFFFFFFFF)
-            + _CONFIG.pack(*(v for _, v in cfg.fields()))
-            + _SECTIONS.pack(len(networks), len(mask), len(latents)))
-    head += _CRC.pack(zlib.crc32(head))
     payload = networks + mask + latents
+    head = pack_header(width, height, OUT_CHANNELS, 8, seed & 0xFFFFFFFFFFFFFFFF, [v for _, v in cfg.fields()],
+                       [len(networks), len(mask), len(latents)])
     return head + payload + _CRC.pack(zlib.crc32(payload))
+
+
+def pack_header(width: int, height: int, channels: int, bit_depth: int, seed: int, config_values: list[int],
+                section_sizes: list[int]) -> bytes:
+    """The header bytes, CRC included, of exactly these values (no checks: tests forge with it)."""
+    body = (encode_varint(width) + encode_varint(height) + bytes([channels, bit_depth]) + encode_varint(seed)
+            + b"".join(encode_varint(v) for v in config_values) + b"".join(encode_varint(n) for n in section_sizes))
+    head = _PREFIX.pack(MAGIC, VERSION, _PREFIX.size + len(body) + _CRC.size) + body
+    return head + _CRC.pack(zlib.crc32(head))
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -251,50 +276,83 @@ def _check_dimensions(width: int, height: int) -> None:
                           f"{MAX_PIXELS} pixels in all")
 
 
-def peek_config(data: bytes) -> ArchConfig | None:
-    """The header's config record without any validation (None when too short to hold one):
-    for choosing a backend, never for decoding."""
-    if len(data) < _CONFIG_OFFSET + _CONFIG.size or data[:4] != MAGIC:
-        return None
-    return _unpack_config(data)
+@dataclass
+class Header:
+    size: int
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    seed: int
+    cfg: ArchConfig  # not yet validated
+    section_sizes: list[int]
 
 
-def _unpack_config(data: bytes) -> ArchConfig:
-    return ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, _CONFIG.unpack_from(data, _CONFIG_OFFSET))})
-
-
-def read_bitstream(data: bytes) -> Bitstream:
-    data = bytes(data)
+def _parse_header(data: bytes) -> Header:
+    """The header's fields, read within its announced size; ranges are the caller's to check."""
     if len(data) < _PREFIX.size:
         raise FormatError(f"file of {len(data)} bytes is too short for a LotteryCodec header")
-    magic, version, header_size = _PREFIX.unpack_from(data, 0)
+    magic, version, size = _PREFIX.unpack_from(data, 0)
     if magic != MAGIC:
         raise FormatError("not a LotteryCodec file (bad magic)")
     if version != VERSION:
         raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
-    if header_size != HEADER_SIZE:
-        raise FormatError(f"header size {header_size} != {HEADER_SIZE} for version {VERSION}")
-    if len(data) < HEADER_SIZE + _CRC.size:
+    if size < _PREFIX.size + _CRC.size:
+        raise FormatError(f"header size {size} is too small")
+    if len(data) < size:
         raise FormatError("file truncated inside the header")
-    (crc,) = _CRC.unpack_from(data, HEADER_SIZE - _CRC.size)
-    if zlib.crc32(data[:HEADER_SIZE - _CRC.size]) != crc:
+    body = data[:size - _CRC.size]
+    width, pos = read_varint(body, _PREFIX.size)
+    height, pos = read_varint(body, pos)
+    if pos + 2 > len(body):
+        raise FormatError("header fields run past the header")
+    channels, depth = body[pos], body[pos + 1]
+    seed, pos = read_varint(body, pos + 2, SEED_VARINT_BYTES)
+    if seed >> 64:
+        raise FormatError("seed above 2^64 - 1")
+    values = []
+    for _ in CONFIG_FIELDS:
+        v, pos = read_varint(body, pos)
+        values.append(v)
+    sections = []
+    for _ in range(3):
+        n, pos = read_varint(body, pos)
+        sections.append(n)
+    if pos != len(body):
+        raise FormatError(f"header fields end at byte {pos}, header announces {len(body)}")
+    cfg = ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, values)})
+    return Header(size, width, height, channels, depth, seed, cfg, sections)
+
+
+def peek_config(data: bytes) -> ArchConfig | None:
+    """The header's config record without its CRC or ranges checked (None when it cannot be
+    read): for choosing a backend, never for decoding."""
+    try:
+        return _parse_header(bytes(data)).cfg
+    except FormatError:
+        return None
+
+
+def read_bitstream(data: bytes) -> Bitstream:
+    data = bytes(data)
+    head = _parse_header(data)
+    size = head.size
+    (crc,) = _CRC.unpack_from(data, size - _CRC.size)
+    if zlib.crc32(data[:size - _CRC.size]) != crc:
         raise FormatError("header CRC mismatch (corrupted file)")
-    pos = _PREFIX.size
-    width, height, channels, depth, seed = _FIXED.unpack_from(data, pos)
-    pos += _FIXED.size
-    cfg = _unpack_config(data)
-    pos += _CONFIG.size
-    n_nets, n_mask, n_lat = _SECTIONS.unpack_from(data, pos)
-    if channels != OUT_CHANNELS or depth != 8:
-        raise FormatError(f"unsupported {channels} channels at {depth} bits (version 1: 3 at 8)")
+    width, height, seed, cfg = head.width, head.height, head.seed, head.cfg
+    n_nets, n_mask, n_lat = head.section_sizes
+    if head.channels != OUT_CHANNELS or head.bit_depth != 8:
+        raise FormatError(f"unsupported {head.channels} channels at {head.bit_depth} bits "
+                          f"(version {VERSION}: 3 at 8)")
     _check_dimensions(width, height)
     cfg.validate()
-    expected = HEADER_SIZE + n_nets + n_mask + n_lat + _CRC.size
+    expected = size + n_nets + n_mask + n_lat + _CRC.size
     if len(data) < expected:
         raise FormatError(f"file truncated: {len(data)} bytes, header announces {expected}")
     if len(data) > expected:
         raise FormatError(f"{len(data) - expected} bytes of trailing data after the payload")
-    payload = data[HEADER_SIZE:expected - _CRC.size]
+    payload = data[size:expected - _CRC.size]
     if zlib.crc32(payload) != _CRC.unpack_from(data, expected - _CRC.size)[0]:
         raise FormatError("payload CRC mismatch (corrupted file)")
 
@@ -319,6 +377,6 @@ def read_bitstream(data: bytes) -> Bitstream:
     words = _words(lat[p:], "latent section")
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     latent_words = [words[starts[i]:starts[i + 1]] for i in range(n_sub)]
-    breakdown = {"header": HEADER_SIZE, "networks": n_nets, "mask": n_mask,
+    breakdown = {"header": size, "networks": n_nets, "mask": n_mask,
                  "latent_index": p, "latents": n_lat - p, "crc": _CRC.size}
     return Bitstream(width, height, seed, cfg, nets, counts, mask_words, latent_words, breakdown)

@@ -40,7 +40,7 @@ def load_image(path: str | Path) -> np.ndarray:
         img = img.convert("RGB")
     elif mode.startswith("I;16") or mode in {"I", "F"}:
         raise ImageError(f"{path}: {mode} ({'16-bit' if '16' in mode else '32-bit'}) samples; "
-                         "format version 1 stores 8 bits per channel — convert to 8-bit first")
+                         "the format stores 8 bits per channel — convert to 8-bit first")
     else:
         raise ImageError(f"{path}: unsupported image mode {mode}; convert to 8-bit RGB first")
     arr = np.asarray(img, dtype=np.uint8)

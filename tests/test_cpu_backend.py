@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.backends import get_backend
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
-from lotterycodec.decoder.format import HEADER_SIZE
 from lotterycodec.decoder.synthetic import synthetic_bitstream
 
 cpu_module = pytest.importorskip("lotterycodec.decoder._lotc_cpu")
@@ -141,8 +140,10 @@ def test_truncation_and_byte_flips_are_errors(small_file):
 
 
 def _reseal(data: bytearray) -> bytes:
-    struct.pack_into("<I", data, HEADER_SIZE - 4, zlib.crc32(bytes(data[:HEADER_SIZE - 4])))
-    struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[HEADER_SIZE:-4])))
+    size = data[5]  # the header's size byte
+    if 10 <= size <= len(data) - 4:
+        struct.pack_into("<I", data, size - 4, zlib.crc32(bytes(data[:size - 4])))
+        struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[size:-4])))
     return bytes(data)
 
 
@@ -189,7 +190,7 @@ def test_executable_gives_the_module_bytes(executable, trained, tmp_path):
 
 
 def test_executable_hostile_input(executable, small_file, tmp_path):
-    cases = [small_file[:n] for n in range(0, len(small_file), 7)] + [b"LOTC\x02" + small_file[5:], small_file + b"!"]
+    cases = [small_file[:n] for n in range(0, len(small_file), 7)] + [b"LOTC\x03" + small_file[5:], small_file + b"!"]
     for i, data in enumerate(cases):
         src = tmp_path / f"h{i}.lotc"
         src.write_bytes(data)
@@ -246,7 +247,7 @@ def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path
             assert np.abs(image.astype(int) - ref.image.astype(int)).max() <= 1
             images.append(image)
         assert np.array_equal(images[0], images[1])
-    for bad in (small_file[:40], small_file[:-1], b"LOTC\x02" + small_file[5:]):
+    for bad in (small_file[:40], small_file[:-1], b"LOTC\x03" + small_file[5:]):
         out, _, _ = _run_executable(aarch64_command, bad, tmp_path)
         assert out.returncode == 1 and out.stderr.startswith("lotterycodec-dec: error:")
 

@@ -8,26 +8,28 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
-from lotterycodec.decoder.format import HEADER_SIZE, read_bitstream, read_networks
+from lotterycodec.decoder.format import pack_header, read_bitstream, read_networks, tensor_bits, write_networks
 from lotterycodec.decoder.synthetic import synthetic_bitstream
-
-CONFIG_OFFSET = 4 + 1 + 2 + 2 + 2 + 1 + 1 + 8
 
 
 def _reseal(data: bytearray) -> bytes:
-    """Recompute both CRCs so a forged file reaches the deeper checks."""
-    struct.pack_into("<I", data, HEADER_SIZE - 4, zlib.crc32(bytes(data[:HEADER_SIZE - 4])))
-    struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[HEADER_SIZE:-4])))
+    """Recompute both CRCs (where the header size byte allows) so a forged file reaches the
+    deeper checks."""
+    size = data[5]
+    if 10 <= size <= len(data) - 4:
+        struct.pack_into("<I", data, size - 4, zlib.crc32(bytes(data[:size - 4])))
+        struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[size:-4])))
     return bytes(data)
 
 
-def _field_offset(name: str) -> tuple[int, str]:
-    off = CONFIG_OFFSET
-    for f in CONFIG_FIELDS:
-        if f.name == name:
-            return off, f.fmt
-        off += struct.calcsize("<" + f.fmt)
-    raise KeyError(name)
+def _forge(data: bytes, width=None, height=None, channels=3, bit_depth=8, **config) -> bytes:
+    """The same file with a rewritten (validly sealed) header."""
+    bs = read_bitstream(data)
+    values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS]
+    b = bs.section_bytes
+    head = pack_header(width or bs.width, height or bs.height, channels, bit_depth, bs.seed, values,
+                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
+    return head + data[data[5]:]
 
 
 def test_round_trip_header(synthetic_file):
@@ -60,42 +62,49 @@ def test_wrong_magic_and_version(synthetic_file):
     with pytest.raises(FormatError, match="magic"):
         read_bitstream(b"PNG!" + synthetic_file[4:])
     bad = bytearray(synthetic_file)
-    bad[4] = 2
-    with pytest.raises(FormatError, match="version 2"):
+    bad[4] = 1
+    with pytest.raises(FormatError, match="version 1 .*reads version 2"):
         read_bitstream(_reseal(bad))
 
 
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0), (16385, 4), (16384, 16384), (65535, 65535)])
 def test_absurd_dimensions(synthetic_file, width, height):
-    bad = bytearray(synthetic_file)
-    struct.pack_into("<HH", bad, 7, width, height)
     with pytest.raises(FormatError, match="size"):
-        read_bitstream(_reseal(bad))
+        read_bitstream(_forge(synthetic_file, width=width, height=height) if width and height else
+                       _forge_zero_side(synthetic_file, width, height))
+
+
+def _forge_zero_side(data: bytes, width: int, height: int) -> bytes:
+    bs = read_bitstream(data)
+    b = bs.section_bytes
+    head = pack_header(width, height, 3, 8, bs.seed, [v for _, v in bs.cfg.fields()],
+                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
+    return head + data[data[5]:]
 
 
 def test_large_dimensions_with_tiny_payload_fail_fast(synthetic_file):
-    bad = bytearray(synthetic_file)
-    struct.pack_into("<HH", bad, 7, 8000, 8000)
     with pytest.raises(FormatError):
-        reference.decode(_reseal(bad))
+        reference.decode(_forge(synthetic_file, width=8000, height=8000))
+
+
+def test_header_fields_must_fill_the_header(synthetic_file):
+    bad = bytearray(synthetic_file)
+    bad[5] += 1  # one byte more announced than the fields take
+    with pytest.raises(FormatError):
+        read_bitstream(_reseal(bad))
 
 
 @pytest.mark.parametrize("name,value", [("n_grids", 0), ("n_grids", 9), ("latent_bound", 65),
                                         ("arm_context", 33), ("ups_kernel_size", 7), ("synth_mode", 1),
                                         ("kept_weights", 100000), ("arm_frac_bits", 0), ("mod_width", 0)])
 def test_impossible_configurations(synthetic_file, name, value):
-    bad = bytearray(synthetic_file)
-    off, fmt = _field_offset(name)
-    struct.pack_into("<" + fmt, bad, off, value)
     with pytest.raises(FormatError):
-        reference.decode(_reseal(bad))
+        reference.decode(_forge(synthetic_file, **{name: value}))
 
 
 def test_wrong_channels(synthetic_file):
-    bad = bytearray(synthetic_file)
-    bad[11] = 1
     with pytest.raises(FormatError, match="channels"):
-        read_bitstream(_reseal(bad))
+        read_bitstream(_forge(synthetic_file, channels=1))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -118,13 +127,38 @@ def test_fuzz_resealed_mutations(synthetic_file, data):
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes(blob):
     with pytest.raises(FormatError):
-        reference.decode(b"LOTC\x01" + blob)
+        reference.decode(b"LOTC\x02" + blob)
 
 
-def test_networks_section_rejects_trailing_bits():
+def test_networks_section_must_be_whole_words():
     cfg = ArchConfig(n_grids=2, arm_context=4, arm_width=4, mod_width=4, kept_weights=10)
-    data = synthetic_bitstream(8, 8, cfg)
-    bs = read_bitstream(data)
+    bs = read_bitstream(synthetic_bitstream(8, 8, cfg))
     read_networks(bs.networks, bs.cfg)
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="32-bit words"):
         read_networks(bs.networks + b"\x80", bs.cfg)
+
+
+def _small_networks():
+    cfg = ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=6, kept_weights=10)
+    return read_networks(read_bitstream(synthetic_bitstream(9, 7, cfg)).networks, cfg), cfg
+
+
+def test_networks_round_trip_escapes_and_costs():
+    """Values past the tables' alphabet (up to the limits) survive; the section costs what the
+    quantization searches were told (information content) plus at most the coder's final words."""
+    nets, cfg = _small_networks()
+    nets.mod[0].flat[:6] = [126, 127, -127, 128, 1 << 20, -(1 << 20)]
+    nets.arm.weights[0].flat[0] = -(1 << 15)
+    data, bits = write_networks(nets)
+    back = read_networks(data, cfg)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(nets.tensors(), back.tensors()))
+    info = sum(tensor_bits(t) for _, t in nets.tensors())
+    assert abs(info - sum(bits.values())) < 0.2 and info <= 8 * len(data) <= info + 64
+
+
+@pytest.mark.parametrize("module,value", [("mod", (1 << 20) + 1), ("arm", (1 << 15) + 1)])
+def test_networks_values_above_their_limit_are_rejected(module, value):
+    nets, cfg = _small_networks()
+    (nets.mod[0] if module == "mod" else nets.arm.biases[0]).flat[0] = value
+    with pytest.raises(FormatError, match="above"):
+        read_networks(write_networks(nets)[0], cfg)

@@ -4,18 +4,16 @@ from pathlib import Path
 
 from lotterycodec.decoder.config import CONFIG_FIELDS, CONTEXT_OFFSETS
 from lotterycodec.decoder.entropy import TABLES_SHA256
-from lotterycodec.decoder.format import HEADER_SIZE
+from lotterycodec.decoder.format import VERSION
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
 
 
 def test_config_fields_in_spec_order_and_ranges():
     section = SPEC.split("## 3. Config record")[1].split("## 4.")[0]
-    rows = [r.split("|")[1:4] for r in section.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    rows = [r.split("|")[1:3] for r in section.splitlines() if r.startswith("| ") and "---" not in r][1:]
     assert [r[0].strip() for r in rows] == [f.name for f in CONFIG_FIELDS]
-    types = {"B": "u8", "H": "u16", "I": "u32"}
-    for (name, typ, allowed), f in zip(rows, CONFIG_FIELDS):
-        assert typ.strip() == types[f.fmt], name
+    for (name, allowed), f in zip(rows, CONFIG_FIELDS):
         special = {"shared_max_pixels": "0..2^26", "kept_weights": "0..min(2^20, N)"}
         assert allowed.strip().startswith(special.get(f.name, f"{f.lo}..{f.hi}")), name
 
@@ -26,6 +24,7 @@ def test_context_offsets_in_spec():
     assert listed[:32] == list(CONTEXT_OFFSETS)
 
 
-def test_header_size_and_table_hash_in_spec():
-    assert f"| header | {HEADER_SIZE} |" in SPEC
+def test_version_and_table_hash_in_spec():
+    assert SPEC.startswith(f"# LotteryCodec bitstream, format version {VERSION}\n")
+    assert f"| version | u8 | {VERSION} |" in SPEC
     assert TABLES_SHA256 in SPEC

@@ -20,7 +20,7 @@ import numpy as np
 from ..decoder.config import ArchConfig, FormatError
 from ..decoder.entropy import (ARM_PARAM_MAX, IntArm, check_arm_bounds, encode_latents, encode_mask, latent_bits,
                                latent_inputs)
-from ..decoder.format import Networks, golomb_bits_per_order, write_bitstream, write_networks
+from ..decoder.format import Networks, tensor_bits, write_bitstream, write_networks
 
 ARM_FRAC_CANDIDATES = range(3, 13)
 
@@ -48,10 +48,6 @@ class Packed:
     net_bits: dict
     latent_words: list[np.ndarray]
     seconds: float               # CPU time of this item's packing (its thread only)
-
-
-def tensor_bits(q: np.ndarray) -> int:
-    return 5 + (int(golomb_bits_per_order(q).min()) if q.size else 0)
 
 
 def quantize_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], frac: int) -> IntArm:

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..decoder.config import SYNTH_DENSE
-from .bitstream import ItemIntegers, Packed, tensor_bits
+from ..decoder.format import tensor_bits
+from .bitstream import ItemIntegers, Packed
 from .model import LotteryModel, modulate, synthesize, upsample
 from .train import BatchedModel
 

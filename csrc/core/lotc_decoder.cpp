@@ -34,7 +34,9 @@ constexpr int kMuSteps = 8, kScales = 48, kScaleStepsPerOctave = 4, kLog2ScaleMi
 constexpr int kPrecision = 24;
 constexpr int64_t kArmParamMax = 1 << 15;
 constexpr int64_t kNetValueMax = 1 << 20;
-constexpr int kHeaderSize = 63;
+constexpr int kVersion = 2;
+// Networks section: a uniform table symbol per tensor; escapes in base-64 digits with a continuation bit.
+constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kMaxEscapeDigits = 4;
 constexpr int kMaxSide = 16384;
 constexpr int64_t kMaxPixels = int64_t(1) << 26;
 constexpr int64_t kMaxSymbolsPerBit = 2839, kSymbolSlackBits = 128;
@@ -149,6 +151,27 @@ uint64_t read_le(const uint8_t* p, int n) {
     return v;
 }
 
+// A LEB128 varint of at most max_bytes bytes within p[0, n); max_bytes <= 10, and a 10-byte one
+// must fit 64 bits.
+uint64_t read_varint(const uint8_t* p, size_t n, size_t& at, int max_bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < max_bytes; ++i) {
+        if (at >= n) fail("varint truncated");
+        const uint8_t b = p[at++];
+        if (i == 9 && (b & 0x7E)) fail("varint above 2^64 - 1");
+        v |= uint64_t(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) return v;
+    }
+    fail("varint too long");
+}
+
+std::vector<uint32_t> section_words(const uint8_t* p, size_t n) {
+    if (n % 4) fail("section is not a whole number of 32-bit words");
+    std::vector<uint32_t> w(n / 4);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = uint32_t(read_le(p + 4 * i, 4));
+    return w;
+}
+
 // ------------------------------------------------------------------------------ config
 
 struct Config {
@@ -159,31 +182,30 @@ struct Config {
 
 struct FieldSpec {
     FieldRange range;
-    int bytes;
     int64_t Config::*member;
 };
 
 const std::vector<FieldSpec>& field_specs() {
     static const std::vector<FieldSpec> specs = {
-        {{"n_grids", 1, 8}, 1, &Config::n_grids},
-        {{"latent_bound", 1, 64}, 1, &Config::latent_bound},
-        {{"stripe_height", 1, 65535}, 2, &Config::stripe_height},
-        {{"shared_max_pixels", 0, kMaxPixels}, 4, &Config::shared_max_pixels},
-        {{"arm_context", 0, 32}, 1, &Config::arm_context},
-        {{"arm_layers", 0, 4}, 1, &Config::arm_layers},
-        {{"arm_width", 1, 64}, 1, &Config::arm_width},
-        {{"arm_frac_bits", 1, 12}, 1, &Config::arm_frac_bits},
-        {{"ups_kernel_size", 4, 12}, 1, &Config::ups_kernel_size},
-        {{"ups_step_exp", 0, 24}, 1, &Config::ups_step_exp},
-        {{"mod_width", 1, 64}, 1, &Config::mod_width},
-        {{"mod_out", 1, 16}, 1, &Config::mod_out},
-        {{"mod_weight_step_exp", 0, 24}, 1, &Config::mod_weight_step_exp},
-        {{"mod_bias_step_exp", 0, 24}, 1, &Config::mod_bias_step_exp},
-        {{"synth_width0", 1, 64}, 1, &Config::synth_width0},
-        {{"synth_width1", 1, 64}, 1, &Config::synth_width1},
-        {{"synth_width2", 1, 64}, 1, &Config::synth_width2},
-        {{"synth_mode", 0, 1}, 1, &Config::synth_mode},
-        {{"kept_weights", 0, int64_t(1) << 20}, 4, &Config::kept_weights},
+        {{"n_grids", 1, 8}, &Config::n_grids},
+        {{"latent_bound", 1, 64}, &Config::latent_bound},
+        {{"stripe_height", 1, 65535}, &Config::stripe_height},
+        {{"shared_max_pixels", 0, kMaxPixels}, &Config::shared_max_pixels},
+        {{"arm_context", 0, 32}, &Config::arm_context},
+        {{"arm_layers", 0, 4}, &Config::arm_layers},
+        {{"arm_width", 1, 64}, &Config::arm_width},
+        {{"arm_frac_bits", 1, 12}, &Config::arm_frac_bits},
+        {{"ups_kernel_size", 4, 12}, &Config::ups_kernel_size},
+        {{"ups_step_exp", 0, 24}, &Config::ups_step_exp},
+        {{"mod_width", 1, 64}, &Config::mod_width},
+        {{"mod_out", 1, 16}, &Config::mod_out},
+        {{"mod_weight_step_exp", 0, 24}, &Config::mod_weight_step_exp},
+        {{"mod_bias_step_exp", 0, 24}, &Config::mod_bias_step_exp},
+        {{"synth_width0", 1, 64}, &Config::synth_width0},
+        {{"synth_width1", 1, 64}, &Config::synth_width1},
+        {{"synth_width2", 1, 64}, &Config::synth_width2},
+        {{"synth_mode", 0, 1}, &Config::synth_mode},
+        {{"kept_weights", 0, int64_t(1) << 20}, &Config::kept_weights},
     };
     return specs;
 }
@@ -202,125 +224,6 @@ std::vector<std::pair<int, int>> grid_shapes(const Config& c, int height, int wi
     std::vector<std::pair<int, int>> s;
     for (int l = 0; l < c.n_grids; ++l) s.push_back({(height + (1 << l) - 1) >> l, (width + (1 << l) - 1) >> l});
     return s;
-}
-
-// ------------------------------------------------------------------------------ bit reading
-
-struct BitReader {
-    const uint8_t* data;
-    size_t size, pos = 0;  // pos in bits
-    int64_t read(int n) {
-        if (pos + size_t(n) > size * 8) fail("networks section truncated");
-        int64_t v = 0;
-        for (int i = 0; i < n; ++i, ++pos) v = (v << 1) | ((data[pos >> 3] >> (7 - (pos & 7))) & 1);
-        return v;
-    }
-    int64_t read_signed_golomb(int k) {
-        int n = 0;
-        while (read(1) == 0)
-            if (++n > 40) fail("exp-Golomb prefix too long");
-        int64_t q = (int64_t(1) << n) | read(n);
-        int64_t u = ((q - 1) << k) | read(k);
-        return (u != 0 && read(1)) ? -u : u;
-    }
-};
-
-struct Tensor {
-    std::vector<int64_t> v;
-};
-
-struct Networks {
-    std::vector<std::vector<int64_t>> arm_w, arm_b;  // per layer (out, in) and (out)
-    std::vector<LayerShape> arm_shape;
-    std::vector<float> ups;                           // (2, 2, T, T)
-    std::vector<std::vector<float>> mod;              // w0 b0 w1 b1 w2 b2 w3 b3
-    std::vector<ArmLayer> arm;                        // the ARM as the kernels run it
-};
-
-std::vector<int64_t> read_tensor(BitReader& br, size_t n, int64_t limit, const char* module) {
-    int k = int(br.read(5));
-    if (k > 24) fail("exp-Golomb order above 24");
-    std::vector<int64_t> out(n);
-    for (auto& x : out) {
-        x = br.read_signed_golomb(k);
-        if (x > limit || x < -limit) fail(std::string(module) + " parameter out of range");
-    }
-    return out;
-}
-
-Networks read_networks(const uint8_t* data, size_t size, const Config& c) {
-    BitReader br{data, size};
-    Networks n;
-    std::vector<int> dims{int(c.arm_context)};
-    for (int i = 0; i < c.arm_layers; ++i) dims.push_back(int(c.arm_width));
-    dims.push_back(2);
-    for (size_t l = 0; l + 1 < dims.size(); ++l) {
-        n.arm_shape.push_back({dims[l], dims[l + 1]});
-        n.arm_w.push_back(read_tensor(br, size_t(dims[l]) * dims[l + 1], kArmParamMax, "arm"));
-        n.arm_b.push_back(read_tensor(br, size_t(dims[l + 1]), kArmParamMax, "arm"));
-    }
-    int T = int(c.ups_kernel_size / 2);
-    float ups_step = std::ldexp(1.0f, -int(c.ups_step_exp));
-    for (int64_t q : read_tensor(br, size_t(4 * T * T), kNetValueMax, "ups")) n.ups.push_back(float(q) * ups_step);
-    size_t mw = size_t(c.mod_width), mo = size_t(c.mod_out), L = size_t(c.n_grids);
-    const size_t sizes[8] = {mw * L, mw, mo * mw, mo, mo * mo * 9, mo, mo * mo * 9, mo};
-    for (int i = 0; i < 8; ++i) {
-        float step = std::ldexp(1.0f, -int(i % 2 ? c.mod_bias_step_exp : c.mod_weight_step_exp));
-        std::vector<float> t;
-        for (int64_t q : read_tensor(br, sizes[i], kNetValueMax, "mod")) t.push_back(float(q) * step);
-        n.mod.push_back(std::move(t));
-    }
-    if (size * 8 - br.pos >= 8) fail("networks section has trailing data");
-    while (br.pos < size * 8)
-        if (br.read(1)) fail("networks section has trailing data");
-    // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits.
-    int64_t bound = c.latent_bound << kActFrac;
-    std::vector<int64_t> input_bound;  // per layer: |input| <= this
-    for (size_t l = 0; l < n.arm_w.size(); ++l) {
-        input_bound.push_back(bound);
-        int64_t worst = 0;
-        for (int o = 0; o < n.arm_shape[l].fan_out; ++o) {
-            int64_t acc = (std::llabs(n.arm_b[l][o]) << kActFrac) + (int64_t(1) << (c.arm_frac_bits - 1));
-            for (int i = 0; i < n.arm_shape[l].fan_in; ++i)
-                acc += std::llabs(n.arm_w[l][size_t(o) * n.arm_shape[l].fan_in + i]) * bound;
-            worst = std::max(worst, acc);
-        }
-        if (worst > INT32_MAX) fail("ARM parameters could overflow a 32-bit accumulator");
-        bound = worst >> c.arm_frac_bits;
-    }
-    // Proven above: every product and partial sum fits in int32, so the kernels use int32 lanes.
-    const int32_t half = int32_t(1) << (c.arm_frac_bits - 1);
-    for (size_t l = 0; l < n.arm_w.size(); ++l) {
-        ArmLayer a;
-        a.fan_in = n.arm_shape[l].fan_in;
-        a.fan_out = n.arm_shape[l].fan_out;
-        a.padded_out = (a.fan_out + kArmLanes - 1) / kArmLanes * kArmLanes;
-        a.weight_t.assign(size_t(a.fan_in) * a.padded_out, 0);
-        a.bias.assign(size_t(a.padded_out), 0);
-        bool weights16 = true;
-        for (int o = 0; o < a.fan_out; ++o) {
-            a.bias[o] = int32_t(n.arm_b[l][o] * (int64_t(1) << kActFrac)) + half;
-            for (int i = 0; i < a.fan_in; ++i) {
-                const int64_t w = n.arm_w[l][size_t(o) * a.fan_in + i];
-                a.weight_t[size_t(i) * a.padded_out + o] = int32_t(w);
-                weights16 = weights16 && w >= -32767 && w <= 32767;
-            }
-        }
-        // Layer 0 reads latents * 2^ACT_FRAC (signed, < 2^15); later layers read ReLU outputs (>= 0).
-        if (weights16 && input_bound[l] < (int64_t(1) << 15))
-            a.inputs = ArmLayer::Inputs::kInt16;
-        else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30) && a.fan_in >= 16)
-            a.inputs = ArmLayer::Inputs::kSplit15;  // narrower layers: the split costs more than it saves
-        if (weights16) {
-            a.weight_pairs.assign(size_t((a.fan_in + 1) / 2) * a.padded_out * 2, 0);
-            for (int i = 0; i < a.fan_in; ++i)
-                for (int o = 0; o < a.fan_out; ++o)
-                    a.weight_pairs[(size_t(i / 2) * a.padded_out + o) * 2 + (i & 1)] =
-                        int16_t(a.weight_t[size_t(i) * a.padded_out + o]);
-        }
-        n.arm.push_back(std::move(a));
-    }
-    return n;
 }
 
 // ------------------------------------------------------------------------------ range decoding
@@ -370,6 +273,124 @@ struct RangeDecoder {
         return s;
     }
 };
+
+// ------------------------------------------------------------------------------ networks
+
+struct Networks {
+    std::vector<std::vector<int64_t>> arm_w, arm_b;  // per layer (out, in) and (out)
+    std::vector<LayerShape> arm_shape;
+    std::vector<float> ups;                           // (2, 2, T, T)
+    std::vector<std::vector<float>> mod;              // w0 b0 w1 b1 w2 b2 w3 b3
+    std::vector<ArmLayer> arm;                        // the ARM as the kernels run it
+};
+
+std::vector<uint32_t> uniform_cum(int symbols) {
+    std::vector<uint32_t> cum(size_t(symbols) + 1);
+    for (int i = 0; i <= symbols; ++i) cum[size_t(i)] = uint32_t((uint64_t(i) << kPrecision) / uint64_t(symbols));
+    return cum;
+}
+
+// One sent tensor (docs/FORMAT.md §5): its table, then its values, each escaped value followed by
+// the digits of |v| - 127.
+std::vector<int64_t> read_tensor(RangeDecoder& dec, const Tables& tables, size_t n, int64_t limit,
+                                 const char* module) {
+    static const std::vector<uint32_t> scale_cum = uniform_cum(kNetScaleSymbols);
+    static const std::vector<uint32_t> digit_cum = uniform_cum(2 << kEscapeDigitBits);
+    std::vector<int64_t> out(n);
+    if (!n) return out;
+    const int s = dec.decode(scale_cum.data(), kNetScaleSymbols);
+    if (s >= kScales) fail(std::string(module) + " tensor table above 47");
+    const uint32_t* cum = tables.cum.data() + size_t(s) * Tables::kRowStride;  // mu fraction 0
+    for (auto& x : out) {
+        int64_t v = dec.decode(cum, kSymbols) - kResidualMax;
+        if (v == kResidualMax || v == -kResidualMax) {
+            int64_t excess = 0;
+            for (int d = 0;; ++d) {
+                if (d == kMaxEscapeDigits) fail(std::string(module) + " parameter escape too long");
+                const int digit = dec.decode(digit_cum.data(), 2 << kEscapeDigitBits);
+                excess |= int64_t(digit & ((1 << kEscapeDigitBits) - 1)) << (kEscapeDigitBits * d);
+                if (!(digit >> kEscapeDigitBits)) break;
+            }
+            v += v > 0 ? excess : -excess;
+        }
+        if (v > limit || v < -limit) fail(std::string(module) + " parameter out of range");
+        x = v;
+    }
+    return out;
+}
+
+Networks read_networks(const uint8_t* data, size_t size, const Config& c, const Tables& tables) {
+    const std::vector<uint32_t> words = section_words(data, size);
+    RangeDecoder dec(words.data(), words.size());
+    Networks n;
+    std::vector<int> dims{int(c.arm_context)};
+    for (int i = 0; i < c.arm_layers; ++i) dims.push_back(int(c.arm_width));
+    dims.push_back(2);
+    for (size_t l = 0; l + 1 < dims.size(); ++l) {
+        n.arm_shape.push_back({dims[l], dims[l + 1]});
+        n.arm_w.push_back(read_tensor(dec, tables, size_t(dims[l]) * dims[l + 1], kArmParamMax, "arm"));
+        n.arm_b.push_back(read_tensor(dec, tables, size_t(dims[l + 1]), kArmParamMax, "arm"));
+    }
+    int T = int(c.ups_kernel_size / 2);
+    float ups_step = std::ldexp(1.0f, -int(c.ups_step_exp));
+    for (int64_t q : read_tensor(dec, tables, size_t(4 * T * T), kNetValueMax, "ups")) n.ups.push_back(float(q) * ups_step);
+    size_t mw = size_t(c.mod_width), mo = size_t(c.mod_out), L = size_t(c.n_grids);
+    const size_t sizes[8] = {mw * L, mw, mo * mw, mo, mo * mo * 9, mo, mo * mo * 9, mo};
+    for (int i = 0; i < 8; ++i) {
+        float step = std::ldexp(1.0f, -int(i % 2 ? c.mod_bias_step_exp : c.mod_weight_step_exp));
+        std::vector<float> t;
+        for (int64_t q : read_tensor(dec, tables, sizes[i], kNetValueMax, "mod")) t.push_back(float(q) * step);
+        n.mod.push_back(std::move(t));
+    }
+    // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits.
+    int64_t bound = c.latent_bound << kActFrac;
+    std::vector<int64_t> input_bound;  // per layer: |input| <= this
+    for (size_t l = 0; l < n.arm_w.size(); ++l) {
+        input_bound.push_back(bound);
+        int64_t worst = 0;
+        for (int o = 0; o < n.arm_shape[l].fan_out; ++o) {
+            int64_t acc = (std::llabs(n.arm_b[l][o]) << kActFrac) + (int64_t(1) << (c.arm_frac_bits - 1));
+            for (int i = 0; i < n.arm_shape[l].fan_in; ++i)
+                acc += std::llabs(n.arm_w[l][size_t(o) * n.arm_shape[l].fan_in + i]) * bound;
+            worst = std::max(worst, acc);
+        }
+        if (worst > INT32_MAX) fail("ARM parameters could overflow a 32-bit accumulator");
+        bound = worst >> c.arm_frac_bits;
+    }
+    // Proven above: every product and partial sum fits in int32, so the kernels use int32 lanes.
+    const int32_t half = int32_t(1) << (c.arm_frac_bits - 1);
+    for (size_t l = 0; l < n.arm_w.size(); ++l) {
+        ArmLayer a;
+        a.fan_in = n.arm_shape[l].fan_in;
+        a.fan_out = n.arm_shape[l].fan_out;
+        a.padded_out = (a.fan_out + kArmLanes - 1) / kArmLanes * kArmLanes;
+        a.weight_t.assign(size_t(a.fan_in) * a.padded_out, 0);
+        a.bias.assign(size_t(a.padded_out), 0);
+        bool weights16 = true;
+        for (int o = 0; o < a.fan_out; ++o) {
+            a.bias[o] = int32_t(n.arm_b[l][o] * (int64_t(1) << kActFrac)) + half;
+            for (int i = 0; i < a.fan_in; ++i) {
+                const int64_t w = n.arm_w[l][size_t(o) * a.fan_in + i];
+                a.weight_t[size_t(i) * a.padded_out + o] = int32_t(w);
+                weights16 = weights16 && w >= -32767 && w <= 32767;
+            }
+        }
+        // Layer 0 reads latents * 2^ACT_FRAC (signed, < 2^15); later layers read ReLU outputs (>= 0).
+        if (weights16 && input_bound[l] < (int64_t(1) << 15))
+            a.inputs = ArmLayer::Inputs::kInt16;
+        else if (weights16 && l > 0 && input_bound[l] < (int64_t(1) << 30) && a.fan_in >= 16)
+            a.inputs = ArmLayer::Inputs::kSplit15;  // narrower layers: the split costs more than it saves
+        if (weights16) {
+            a.weight_pairs.assign(size_t((a.fan_in + 1) / 2) * a.padded_out * 2, 0);
+            for (int i = 0; i < a.fan_in; ++i)
+                for (int o = 0; o < a.fan_out; ++o)
+                    a.weight_pairs[(size_t(i / 2) * a.padded_out + o) * 2 + (i & 1)] =
+                        int16_t(a.weight_t[size_t(i) * a.padded_out + o]);
+        }
+        n.arm.push_back(std::move(a));
+    }
+    return n;
+}
 
 struct Unit {
     int grid, row0, row1;
@@ -1080,26 +1101,35 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     if (threads < 1) throw std::invalid_argument("threads must be at least 1");
     const Kernels& kernels = select_kernels(kernels_choice);
     auto t0 = Clock::now();
-    if (size < 7) fail("file too short for a LotteryCodec header");
+    if (size < 6) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
-    if (data[4] != 1) fail("unsupported format version " + std::to_string(data[4]) + " (this decoder reads version 1)");
-    if (read_le(data + 5, 2) != kHeaderSize) fail("header size does not match version 1");
-    if (size < kHeaderSize + 4) fail("file truncated inside the header");
-    if (crc32(data, kHeaderSize - 4) != read_le(data + kHeaderSize - 4, 4)) fail("header CRC mismatch (corrupted file)");
-    const int width = int(read_le(data + 7, 2)), height = int(read_le(data + 9, 2));
-    const uint64_t seed = read_le(data + 13, 8);
+    if (data[4] != kVersion)
+        fail("unsupported format version " + std::to_string(data[4]) + " (this decoder reads version 2)");
+    const size_t header_size = data[5];
+    if (header_size < 10) fail("header size too small");
+    if (size < header_size) fail("file truncated inside the header");
+    const size_t header_body = header_size - 4;
+    size_t at = 6;
+    const uint64_t width64 = read_varint(data, header_body, at, 5), height64 = read_varint(data, header_body, at, 5);
+    if (at + 2 > header_body) fail("header fields run past the header");
+    const uint8_t channels = data[at], bit_depth = data[at + 1];
+    at += 2;
+    const uint64_t seed = read_varint(data, header_body, at, 10);
     Config c{};
-    size_t pos = 21;
     for (const auto& s : field_specs()) {
-        int64_t v = int64_t(read_le(data + pos, s.bytes));
-        pos += size_t(s.bytes);
-        if (v < s.range.lo || v > s.range.hi)
+        const uint64_t v = read_varint(data, header_body, at, 5);
+        if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
             fail(std::string("config field ") + s.range.name + " outside its allowed range");
-        c.*(s.member) = v;
+        c.*(s.member) = int64_t(v);
     }
-    if (data[11] != 3 || data[12] != 8) fail("unsupported channels or bit depth (version 1: 3 at 8)");
-    if (width < 1 || height < 1 || width > kMaxSide || height > kMaxSide || int64_t(width) * height > kMaxPixels)
+    uint64_t section_size[3];
+    for (auto& n : section_size) n = read_varint(data, header_body, at, 5);
+    if (at != header_body) fail("header fields do not fill the header");
+    if (crc32(data, header_body) != read_le(data + header_body, 4)) fail("header CRC mismatch (corrupted file)");
+    if (channels != 3 || bit_depth != 8) fail("unsupported channels or bit depth (version 2: 3 at 8)");
+    if (width64 < 1 || height64 < 1 || width64 > kMaxSide || height64 > kMaxSide || width64 * height64 > kMaxPixels)
         fail("image size outside 1..16384 per side, 2^26 pixels in all");
+    const int width = int(width64), height = int(height64);
     if (c.ups_kernel_size % 2) fail("ups_kernel_size must be even");
     if (c.synth_mode == 1 && c.kept_weights) fail("a dense (synth_mode 1) synthesis has no mask: kept_weights must be 0");
     if (c.synth_mode == 1)
@@ -1108,55 +1138,39 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     int64_t total = 0;
     for (auto s : shapes_io) total += int64_t(s.fan_in) * s.fan_out;
     if (c.kept_weights > total) fail("kept_weights exceeds the synthesis weights");
-    const uint64_t n_nets = read_le(data + 47, 4), n_mask = read_le(data + 51, 4), n_lat = read_le(data + 55, 4);
-    const uint64_t expected = kHeaderSize + n_nets + n_mask + n_lat + 4;
+    const uint64_t n_nets = section_size[0], n_mask = section_size[1], n_lat = section_size[2];
+    const uint64_t expected = header_size + n_nets + n_mask + n_lat + 4;
     if (size < expected) fail("file truncated");
     if (size > expected) fail("trailing data after the payload");
-    const uint8_t* payload = data + kHeaderSize;
+    const uint8_t* payload = data + header_size;
     if (crc32(payload, size_t(n_nets + n_mask + n_lat)) != read_le(data + expected - 4, 4))
         fail("payload CRC mismatch (corrupted file)");
 
-    auto varint = [](const uint8_t* p, size_t n, size_t& at) {
-        uint64_t v = 0;
-        for (int shift = 0; shift < 35; shift += 7) {
-            if (at >= n) fail("varint truncated");
-            uint8_t b = p[at++];
-            v |= uint64_t(b & 0x7F) << shift;
-            if (!(b & 0x80)) return v;
-        }
-        fail("varint too long");
-    };
-    auto words_of = [](const uint8_t* p, size_t n) {
-        if (n % 4) fail("section is not a whole number of 32-bit words");
-        std::vector<uint32_t> w(n / 4);
-        for (size_t i = 0; i < w.size(); ++i) w[i] = uint32_t(read_le(p + 4 * i, 4));
-        return w;
-    };
-    Networks nets = read_networks(payload, size_t(n_nets), c);
+    Networks nets = read_networks(payload, size_t(n_nets), c, tables);
     const uint8_t* mask = payload + n_nets;
-    size_t at = 0;
+    at = 0;
     std::vector<int64_t> counts;
     int64_t kept = 0;
     for (int l = 0; l < 4; ++l) {
-        counts.push_back(int64_t(varint(mask, size_t(n_mask), at)));
+        counts.push_back(int64_t(read_varint(mask, size_t(n_mask), at, 5)));
         kept += counts.back();
     }
     if (kept != c.kept_weights) fail("mask keeps a different number of weights than the header says");
-    auto mask_words = words_of(mask + at, size_t(n_mask) - at);
+    auto mask_words = section_words(mask + at, size_t(n_mask) - at);
     const uint8_t* lat = mask + n_mask;
     auto plan = substream_plan(c, height, width);
     std::vector<uint64_t> sizes;
     at = 0;
     uint64_t total_words = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
-        sizes.push_back(varint(lat, size_t(n_lat), at));
+        sizes.push_back(read_varint(lat, size_t(n_lat), at, 5));
         total_words += sizes.back();
     }
     if (at + 4 * total_words != n_lat) fail("latent substream index does not match the latent section size");
     std::vector<std::vector<uint32_t>> substreams;
     size_t off = at;
     for (uint64_t s : sizes) {
-        substreams.push_back(words_of(lat + off, size_t(4 * s)));
+        substreams.push_back(section_words(lat + off, size_t(4 * s)));
         off += size_t(4 * s);
     }
     auto masks = decode_mask(counts, mask_words.data(), mask_words.size(), shapes_io);
