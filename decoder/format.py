@@ -33,6 +33,7 @@ N_SYNTH_LAYERS = 4
 # digits with a continuation flag, low digit first.
 NET_SCALE_SYMBOLS = 64
 ESCAPE_DIGIT_BITS = 6
+ESCAPE_SYMBOLS = 1 << (ESCAPE_DIGIT_BITS + 1)
 MAX_ESCAPE_DIGITS = 4
 SYNTH_STEP_SYMBOLS = 32
 
@@ -87,10 +88,15 @@ def _value_bits() -> np.ndarray:
     return -np.log2((load_tables()[0].astype(np.float64) + 1) / (1 << PRECISION))
 
 
-def _escape_digits(excess: np.ndarray) -> np.ndarray:
-    """Base-2^ESCAPE_DIGIT_BITS digits that carry |v| - RESIDUAL_MAX of each escaped value."""
-    bits = np.maximum(np.ceil(np.log2(excess.astype(np.float64) + 1)), 1)
-    return np.ceil(bits / ESCAPE_DIGIT_BITS).astype(np.int64)
+def _escape_symbols(excess: int) -> list[int]:
+    """|v| - RESIDUAL_MAX of an escaped value as Uniform(ESCAPE_SYMBOLS) symbols: base-64 digits,
+    low first, each plus 64 while another follows."""
+    symbols = []
+    while True:
+        digit, excess = excess & ((1 << ESCAPE_DIGIT_BITS) - 1), excess >> ESCAPE_DIGIT_BITS
+        symbols.append(digit | (1 << ESCAPE_DIGIT_BITS if excess else 0))
+        if not excess:
+            return symbols
 
 
 def tensor_bits(values: np.ndarray) -> float:
@@ -105,11 +111,10 @@ def _tensor_coding(values: np.ndarray) -> tuple[float, int]:
     flat = np.asarray(values, dtype=np.int64).reshape(-1)
     if not flat.size:
         return 0.0, 0
-    escaped = np.abs(flat[np.abs(flat) >= RESIDUAL_MAX])
     per_table = _value_bits()[:, np.clip(flat, -RESIDUAL_MAX, RESIDUAL_MAX) + RESIDUAL_MAX].sum(axis=1)
     s = int(np.argmin(per_table))
-    extra = (ESCAPE_DIGIT_BITS + 1) * int(_escape_digits(escaped - RESIDUAL_MAX).sum()) if escaped.size else 0
-    return float(per_table[s]) + math.log2(NET_SCALE_SYMBOLS) + extra, s
+    escapes = sum(len(_escape_symbols(int(v) - RESIDUAL_MAX)) for v in np.abs(flat[np.abs(flat) >= RESIDUAL_MAX]))
+    return float(per_table[s]) + math.log2(NET_SCALE_SYMBOLS) + escapes * math.log2(ESCAPE_SYMBOLS), s
 
 
 def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
@@ -130,20 +135,13 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
         bits[module] += info
         enc.encode(s, _uniform(NET_SCALE_SYMBOLS))
         symbols = (np.clip(flat, -RESIDUAL_MAX, RESIDUAL_MAX) + RESIDUAL_MAX).astype(np.int32)
-        escapes = np.flatnonzero(np.abs(flat) >= RESIDUAL_MAX)
-        start = 0
-        for i in [*escapes.tolist(), flat.size]:  # values up to each escape in one call, then its digits
-            if i > start:
-                enc.encode(symbols[start:i], _table_model(0, s))
-            if i == flat.size:
-                break
-            enc.encode(symbols[i:i + 1], _table_model(0, s))
-            excess = abs(int(flat[i])) - RESIDUAL_MAX
-            for d in range(int(_escape_digits(np.array([excess]))[0])):
-                digit = (excess >> (ESCAPE_DIGIT_BITS * d)) & ((1 << ESCAPE_DIGIT_BITS) - 1)
-                more = excess >> (ESCAPE_DIGIT_BITS * (d + 1)) != 0
-                enc.encode(digit | (int(more) << ESCAPE_DIGIT_BITS), _uniform(2 << ESCAPE_DIGIT_BITS))
-            start = i + 1
+        cuts = np.flatnonzero(np.abs(flat) >= RESIDUAL_MAX) + 1
+        for run, values in zip(np.split(symbols, cuts), np.split(flat, cuts)):  # all but the last end escaped
+            if run.size:
+                enc.encode(run, _table_model(0, s))
+            if run.size and abs(int(values[-1])) >= RESIDUAL_MAX:
+                enc.encode(np.array(_escape_symbols(abs(int(values[-1])) - RESIDUAL_MAX), np.int32),
+                           _uniform(ESCAPE_SYMBOLS))
     return np.asarray(enc.get_compressed(), "<u4").tobytes(), {k: round(v, 1) for k, v in bits.items()}
 
 
@@ -188,7 +186,7 @@ def _read_tensor(dec, shape: tuple[int, ...], limit: int, module: str) -> np.nda
             for d in range(MAX_ESCAPE_DIGITS + 1):
                 if d == MAX_ESCAPE_DIGITS:
                     raise FormatError(f"{module} parameter escape longer than {MAX_ESCAPE_DIGITS} digits")
-                digit = int(dec.decode(_uniform(2 << ESCAPE_DIGIT_BITS)))
+                digit = int(dec.decode(_uniform(ESCAPE_SYMBOLS)))
                 excess |= (digit & ((1 << ESCAPE_DIGIT_BITS) - 1)) << (ESCAPE_DIGIT_BITS * d)
                 if not digit >> ESCAPE_DIGIT_BITS:
                     break
