@@ -1,6 +1,6 @@
 """Valid bitstreams from random parts, without training (tests, fuzzing, large-size benchmarks).
 
-Files made here are real format-v1 files but their content is synthetic: every tool
+Files made here are real format files (the current version) but their content is synthetic: every tool
 that reports on them must say so.
 """
 from __future__ import annotations
