@@ -36,7 +36,8 @@ constexpr int64_t kArmParamMax = 1 << 15;
 constexpr int64_t kNetValueMax = 1 << 20;
 constexpr int kVersion = 2;
 // Networks section: a uniform table symbol per tensor; escapes in base-64 digits with a continuation bit.
-constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kMaxEscapeDigits = 4;
+constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kEscapeSymbols = 2 << kEscapeDigitBits,
+              kMaxEscapeDigits = 4;
 constexpr int kMaxSide = 16384;
 constexpr int64_t kMaxPixels = int64_t(1) << 26;
 constexpr int64_t kMaxSymbolsPerBit = 2839, kSymbolSlackBits = 128;
@@ -295,7 +296,7 @@ std::vector<uint32_t> uniform_cum(int symbols) {
 std::vector<int64_t> read_tensor(RangeDecoder& dec, const Tables& tables, size_t n, int64_t limit,
                                  const char* module) {
     static const std::vector<uint32_t> scale_cum = uniform_cum(kNetScaleSymbols);
-    static const std::vector<uint32_t> digit_cum = uniform_cum(2 << kEscapeDigitBits);
+    static const std::vector<uint32_t> digit_cum = uniform_cum(kEscapeSymbols);
     std::vector<int64_t> out(n);
     if (!n) return out;
     const int s = dec.decode(scale_cum.data(), kNetScaleSymbols);
@@ -307,7 +308,7 @@ std::vector<int64_t> read_tensor(RangeDecoder& dec, const Tables& tables, size_t
             int64_t excess = 0;
             for (int d = 0;; ++d) {
                 if (d == kMaxEscapeDigits) fail(std::string(module) + " parameter escape too long");
-                const int digit = dec.decode(digit_cum.data(), 2 << kEscapeDigitBits);
+                const int digit = dec.decode(digit_cum.data(), kEscapeSymbols);
                 excess |= int64_t(digit & ((1 << kEscapeDigitBits) - 1)) << (kEscapeDigitBits * d);
                 if (!(digit >> kEscapeDigitBits)) break;
             }
@@ -333,7 +334,8 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
     }
     int T = int(c.ups_kernel_size / 2);
     float ups_step = std::ldexp(1.0f, -int(c.ups_step_exp));
-    for (int64_t q : read_tensor(dec, tables, size_t(4 * T * T), kNetValueMax, "ups")) n.ups.push_back(float(q) * ups_step);
+    for (int64_t q : read_tensor(dec, tables, size_t(4 * T * T), kNetValueMax, "ups"))
+        n.ups.push_back(float(q) * ups_step);
     size_t mw = size_t(c.mod_width), mo = size_t(c.mod_out), L = size_t(c.n_grids);
     const size_t sizes[8] = {mw * L, mw, mo * mw, mo, mo * mo * 9, mo, mo * mo * 9, mo};
     for (int i = 0; i < 8; ++i) {
@@ -1104,7 +1106,8 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     if (size < 6) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
     if (data[4] != kVersion)
-        fail("unsupported format version " + std::to_string(data[4]) + " (this decoder reads version 2)");
+        fail("unsupported format version " + std::to_string(data[4]) + " (this decoder reads version " +
+             std::to_string(kVersion) + ")");
     const size_t header_size = data[5];
     if (header_size < 10) fail("header size too small");
     if (size < header_size) fail("file truncated inside the header");
@@ -1126,7 +1129,7 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     for (auto& n : section_size) n = read_varint(data, header_body, at, 5);
     if (at != header_body) fail("header fields do not fill the header");
     if (crc32(data, header_body) != read_le(data + header_body, 4)) fail("header CRC mismatch (corrupted file)");
-    if (channels != 3 || bit_depth != 8) fail("unsupported channels or bit depth (version 2: 3 at 8)");
+    if (channels != 3 || bit_depth != 8) fail("unsupported channels or bit depth (the format holds 3 at 8)");
     if (width64 < 1 || height64 < 1 || width64 > kMaxSide || height64 > kMaxSide || width64 * height64 > kMaxPixels)
         fail("image size outside 1..16384 per side, 2^26 pixels in all");
     const int width = int(width64), height = int(height64);
