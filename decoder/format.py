@@ -117,22 +117,29 @@ def _tensor_coding(values: np.ndarray) -> tuple[float, int]:
     return float(per_table[s]) + math.log2(NET_SCALE_SYMBOLS) + escapes * math.log2(ESCAPE_SYMBOLS), s
 
 
+def network_bits(nets: Networks) -> dict[str, float]:
+    """Information content of each module as the networks section codes it, in bits (to 0.1)."""
+    bits = {"arm": 0.0, "ups": 0.0, "mod": 0.0}
+    if nets.synth is not None:
+        bits["synth"] = math.log2(SYNTH_STEP_SYMBOLS)  # the dense synthesis' step symbol
+    for module, t in nets.tensors():
+        bits[module] += tensor_bits(t)
+    return {k: round(v, 1) for k, v in bits.items()}
+
+
 def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
-    """The networks section (range-coded words) and each module's information content in bits."""
+    """The networks section (range-coded words) and :func:`network_bits`."""
     import constriction
     enc = constriction.stream.queue.RangeEncoder()
-    bits = {"arm": 0.0, "ups": 0.0, "mod": 0.0, **({"synth": 0.0} if nets.synth is not None else {})}
     previous = None
     for module, t in nets.tensors():
         if module == "synth" and previous != "synth":  # the dense synthesis' step, before its first tensor
             enc.encode(nets.synth_step_exp, _uniform(SYNTH_STEP_SYMBOLS))
-            bits["synth"] += math.log2(SYNTH_STEP_SYMBOLS)
         previous = module
         flat = np.asarray(t, dtype=np.int64).reshape(-1)
         if not flat.size:
             continue
-        info, s = _tensor_coding(flat)
-        bits[module] += info
+        s = _tensor_coding(flat)[1]
         enc.encode(s, _uniform(NET_SCALE_SYMBOLS))
         symbols = (np.clip(flat, -RESIDUAL_MAX, RESIDUAL_MAX) + RESIDUAL_MAX).astype(np.int32)
         cuts = np.flatnonzero(np.abs(flat) >= RESIDUAL_MAX) + 1
@@ -142,7 +149,7 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
             if run.size and abs(int(values[-1])) >= RESIDUAL_MAX:
                 enc.encode(np.array(_escape_symbols(abs(int(values[-1])) - RESIDUAL_MAX), np.int32),
                            _uniform(ESCAPE_SYMBOLS))
-    return np.asarray(enc.get_compressed(), "<u4").tobytes(), {k: round(v, 1) for k, v in bits.items()}
+    return np.asarray(enc.get_compressed(), "<u4").tobytes(), network_bits(nets)
 
 
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
@@ -158,17 +165,14 @@ def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
                     raise FormatError(f"synthesis step exponent {synth_step_exp} above {MAX_STEP_EXP}")
             previous = module
             tensors.append(_read_tensor(dec, shape, ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX, module))
-    dense = cfg.synth_mode == SYNTH_DENSE
-    bits = {"arm": 0.0, "ups": 0.0, "mod": 0.0, **({"synth": math.log2(SYNTH_STEP_SYMBOLS)} if dense else {})}
-    for (module, _), t in zip(network_shapes(cfg), tensors):
-        bits[module] += tensor_bits(t)
     n_arm = 2 * len(cfg.arm_in_out)
     arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
     check_arm_bounds(arm, cfg.latent_bound)
     n_mod = n_arm + 1 + 8
-    synth = tensors[n_mod:] if dense else None
-    return Networks(arm, tensors[n_arm], tensors[n_arm + 1:n_mod], {k: round(v, 1) for k, v in bits.items()}, synth,
-                    synth_step_exp)
+    synth = tensors[n_mod:] if cfg.synth_mode == SYNTH_DENSE else None
+    nets = Networks(arm, tensors[n_arm], tensors[n_arm + 1:n_mod], synth=synth, synth_step_exp=synth_step_exp)
+    nets.bits = network_bits(nets)
+    return nets
 
 
 def _read_tensor(dec, shape: tuple[int, ...], limit: int, module: str) -> np.ndarray:
@@ -308,14 +312,11 @@ def _parse_header(data: bytes) -> Header:
     seed, pos = read_varint(body, pos + 2, SEED_VARINT_BYTES)
     if seed >> 64:
         raise FormatError("seed above 2^64 - 1")
-    values = []
-    for _ in CONFIG_FIELDS:
-        v, pos = read_varint(body, pos)
-        values.append(v)
-    sections = []
-    for _ in range(3):
+    numbers = []  # the config fields, then the three section sizes
+    for _ in range(len(CONFIG_FIELDS) + 3):
         n, pos = read_varint(body, pos)
-        sections.append(n)
+        numbers.append(n)
+    values, sections = numbers[:len(CONFIG_FIELDS)], numbers[len(CONFIG_FIELDS):]
     if pos != len(body):
         raise FormatError(f"header fields end at byte {pos}, header announces {len(body)}")
     cfg = ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, values)})

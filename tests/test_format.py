@@ -27,7 +27,8 @@ def _forge(data: bytes, width=None, height=None, channels=3, bit_depth=8, **conf
     bs = read_bitstream(data)
     values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS]
     b = bs.section_bytes
-    head = pack_header(width or bs.width, height or bs.height, channels, bit_depth, bs.seed, values,
+    head = pack_header(bs.width if width is None else width, bs.height if height is None else height, channels,
+                       bit_depth, bs.seed, values,
                        [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
     return head + data[data[5]:]
 
@@ -70,16 +71,7 @@ def test_wrong_magic_and_version(synthetic_file):
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0), (16385, 4), (16384, 16384), (65535, 65535)])
 def test_absurd_dimensions(synthetic_file, width, height):
     with pytest.raises(FormatError, match="size"):
-        read_bitstream(_forge(synthetic_file, width=width, height=height) if width and height else
-                       _forge_zero_side(synthetic_file, width, height))
-
-
-def _forge_zero_side(data: bytes, width: int, height: int) -> bytes:
-    bs = read_bitstream(data)
-    b = bs.section_bytes
-    head = pack_header(width, height, 3, 8, bs.seed, [v for _, v in bs.cfg.fields()],
-                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
-    return head + data[data[5]:]
+        read_bitstream(_forge(synthetic_file, width=width, height=height))
 
 
 def test_large_dimensions_with_tiny_payload_fail_fast(synthetic_file):
