@@ -1,13 +1,12 @@
 """C++ decoder (csrc/): the pybind11 module and the standalone executable against the reference."""
 import os
 import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from forging import reseal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lotterycodec.decoder import reference
@@ -139,14 +138,6 @@ def test_truncation_and_byte_flips_are_errors(small_file):
         cpu(small_file + b"x")
 
 
-def _reseal(data: bytearray) -> bytes:
-    size = data[5]  # the header's size byte
-    if 10 <= size <= len(data) - 4:
-        struct.pack_into("<I", data, size - 4, zlib.crc32(bytes(data[:size - 4])))
-        struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[size:-4])))
-    return bytes(data)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzz_resealed_mutations_agree_with_reference(small_file, data):
@@ -154,7 +145,7 @@ def test_fuzz_resealed_mutations_agree_with_reference(small_file, data):
     bad = bytearray(small_file)
     for _ in range(data.draw(st.integers(1, 4))):
         bad[data.draw(st.integers(0, len(bad) - 5))] = data.draw(st.integers(0, 255))
-    forged = _reseal(bad)
+    forged = reseal(bad)
     try:
         ref = reference.decode(forged)
     except FormatError:
@@ -272,7 +263,7 @@ def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
         bad = bytearray(small_file)
         for j in rng.integers(0, len(bad) - 4, 4):
             bad[int(j)] = int(rng.integers(0, 256))
-        corpus.append((_reseal(bad), None))
+        corpus.append((reseal(bad), None))
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     odd = synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
                                                  kept_weights=900))

@@ -1,25 +1,14 @@
 """Container round trip and hostile input: every malformed file ends in FormatError."""
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from forging import reseal
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
 from lotterycodec.decoder.format import pack_header, read_bitstream, read_networks, tensor_bits, write_networks
 from lotterycodec.decoder.synthetic import synthetic_bitstream
-
-
-def _reseal(data: bytearray) -> bytes:
-    """Recompute both CRCs (where the header size byte allows) so a forged file reaches the
-    deeper checks."""
-    size = data[5]
-    if 10 <= size <= len(data) - 4:
-        struct.pack_into("<I", data, size - 4, zlib.crc32(bytes(data[:size - 4])))
-        struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[size:-4])))
-    return bytes(data)
 
 
 def _forge(data: bytes, width=None, height=None, channels=3, bit_depth=8, **config) -> bytes:
@@ -65,7 +54,7 @@ def test_wrong_magic_and_version(synthetic_file):
     bad = bytearray(synthetic_file)
     bad[4] = 1
     with pytest.raises(FormatError, match="version 1 .*reads version 2"):
-        read_bitstream(_reseal(bad))
+        read_bitstream(reseal(bad))
 
 
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0), (16385, 4), (16384, 16384), (65535, 65535)])
@@ -83,7 +72,7 @@ def test_header_fields_must_fill_the_header(synthetic_file):
     bad = bytearray(synthetic_file)
     bad[5] += 1  # one byte more announced than the fields take
     with pytest.raises(FormatError):
-        read_bitstream(_reseal(bad))
+        read_bitstream(reseal(bad))
 
 
 @pytest.mark.parametrize("name,value", [("n_grids", 0), ("n_grids", 9), ("latent_bound", 65),
@@ -109,7 +98,7 @@ def test_fuzz_resealed_mutations(synthetic_file, data):
         i = data.draw(st.integers(0, len(bad) - 5))
         bad[i] = data.draw(st.integers(0, 255))
     try:
-        out = reference.decode(_reseal(bad))
+        out = reference.decode(reseal(bad))
     except FormatError:
         return
     assert out.image.dtype == np.uint8 and out.image.shape[2] == 3
