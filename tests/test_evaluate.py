@@ -74,3 +74,37 @@ def test_bd_rate_matches_a_known_shift():
     value, lo, hi = evaluate.bd_rate(anchor, test)
     assert value == pytest.approx(-20.0, abs=0.01) and (lo, hi) == (28.0, 37.0)
     assert evaluate.bd_rate(anchor, [{"bpp": 1, "psnr": 40.0}, {"bpp": 2, "psnr": 41.0}]) is None
+
+
+def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
+    """benchmarks/compare_runs.py: run B's curve 20 % smaller than run A's at equal PSNR on the
+    shared image; an image only run A encoded is left out."""
+    import csv
+    from dataclasses import asdict
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    compare_runs = pytest.importorskip("compare_runs")
+    curve = [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]
+
+    def run(name, rows):
+        (tmp_path / name).mkdir()
+        with open(tmp_path / name / "per_image.tsv", "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(list(asdict(rows[0])))
+            w.writerows(list(asdict(r).values()) for r in rows)
+        return tmp_path / name
+
+    def rows(codec, image, scale):
+        return [evaluate.Row(codec, str(i), image, 8, 8, 8, scale * b, p, None, 1.0, 0.1)
+                for i, (b, p) in enumerate(curve)]
+
+    a = run("a", rows(evaluate.OUR_NAME, "x", 1.0) + rows("webp", "x", 1.25) + rows(evaluate.OUR_NAME, "y", 9.0))
+    b = run("b", rows(evaluate.OUR_NAME, "x", 0.8) + rows("webp", "x", 5.0))
+    report = compare_runs.compare(a, b, "longer")
+    assert report["images"] == ["x"] and set(report["curves"]) == {evaluate.OUR_NAME, "webp", "longer"}
+    bd = report["bd_rate_percent"]
+    assert bd[f"longer vs {evaluate.OUR_NAME}"] == pytest.approx(-20.0, abs=0.01)
+    assert bd[f"{evaluate.OUR_NAME} vs webp"] == pytest.approx(-20.0, abs=0.01)
+    assert bd["longer vs webp"] == pytest.approx(-36.0, abs=0.01)
+    assert report["bd_rate_percent_per_image"]["x"] == bd
+    assert "longer" in compare_runs.markdown(report, "longer")
