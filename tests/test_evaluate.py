@@ -79,8 +79,6 @@ def test_bd_rate_matches_a_known_shift():
 def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
     """benchmarks/compare_runs.py: run B's curve 20 % smaller than run A's at equal PSNR on the
     shared image; an image only run A encoded is left out."""
-    import csv
-    from dataclasses import asdict
     from pathlib import Path
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     compare_runs = pytest.importorskip("compare_runs")
@@ -88,10 +86,7 @@ def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
 
     def run(name, rows):
         (tmp_path / name).mkdir()
-        with open(tmp_path / name / "per_image.tsv", "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t")
-            w.writerow(list(asdict(rows[0])))
-            w.writerows(list(asdict(r).values()) for r in rows)
+        evaluate.write_per_image(tmp_path / name, rows)
         return tmp_path / name
 
     def rows(codec, image, scale):

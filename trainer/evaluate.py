@@ -322,12 +322,17 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     return report
 
 
-def write_outputs(out_dir: Path, rows: list[Row], report: dict, ours: str) -> None:
+def write_per_image(out_dir: Path, rows: list[Row]) -> None:
+    """per_image.tsv: one row per (codec, point, image)."""
     with open(out_dir / "per_image.tsv", "w", newline="") as f:
         w = csv.writer(f, delimiter="\t")
         w.writerow(list(asdict(rows[0])))
         for r in rows:
             w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in asdict(r).values()])
+
+
+def write_outputs(out_dir: Path, rows: list[Row], report: dict, ours: str) -> None:
+    write_per_image(out_dir, rows)
     with open(out_dir / "curves.tsv", "w", newline="") as f:
         w = csv.writer(f, delimiter="\t")
         w.writerow(["curve", "point", "n", "bpp", "psnr_rgb", "ms_ssim_rgb", "encoding_time", "decoding_time"])
