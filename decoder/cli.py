@@ -5,8 +5,12 @@ import argparse
 import json
 import sys
 
+from ..trainer.presets import PRESETS
 from .config import FormatError
 from .imageio import ImageError
+
+
+_PRESET_HELP = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
 
 
 def _encode(args) -> dict:
@@ -133,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lmbda", type=float, default=1e-3, help="rate weight: larger = smaller file")
     e.add_argument("--kept-ratio", type=float, default=0.7,
                    help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this)")
-    e.add_argument("--preset", default="cpu", help="fast | cpu | paper")
+    e.add_argument("--preset", default="cpu", choices=list(PRESETS), help=_PRESET_HELP)
     e.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
     e.add_argument("--finetune-steps", type=int, default=None,
                    help="stage-2 steps (straight-through rounding, keeps the best state); default: the preset's")
@@ -181,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and JPEG XL, with BD-rates (resumable)")
     ev.add_argument("dataset", help="folder of PNG images")
     ev.add_argument("--lmbda", required=True, help="comma list, e.g. 1e-2,4e-3,1e-3,3e-4")
-    ev.add_argument("--preset", default="cpu", help="fast | cpu | paper")
+    ev.add_argument("--preset", default="cpu", choices=list(PRESETS), help=_PRESET_HELP)
     ev.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
     ev.add_argument("--crop", type=int, default=0, help="centre crops of N x N (0: whole images)")
     ev.add_argument("--images", default="", help="comma list of image names (default: every PNG)")
