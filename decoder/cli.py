@@ -13,6 +13,13 @@ from .imageio import ImageError
 _PRESET_HELP = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
 
 
+def _allow_worker_processes() -> None:
+    # A batch's files are written in worker processes, which import the main module again: safe
+    # here (the console script guards its top level; a package's __main__ is never re-imported).
+    from ..trainer.bitstream import allow_worker_processes
+    allow_worker_processes()
+
+
 def _encode(args) -> dict:
     from pathlib import Path
 
@@ -26,6 +33,7 @@ def _encode(args) -> dict:
                   device=args.device, progress=not args.json, backend=args.backend, arch=arch,
                   finetune_steps=args.finetune_steps)
     if len(args.input) > 1 or Path(args.output).is_dir() or args.output.endswith(("/", "\\")):
+        _allow_worker_processes()
         return {"files": encode_many(args.input, args.output, batch=args.batch, **common)}
     return encode(args.input[0], args.output, **common)
 
@@ -104,6 +112,7 @@ def _eval(args) -> dict:
         from ..trainer.evaluate import run
     except ImportError as exc:
         raise RuntimeError(f"eval encodes, so it needs the trainer: pip install 'lotterycodec[train,eval]' ({exc})")
+    _allow_worker_processes()
     arch = {}
     for item in args.arch or []:
         key, _, value = item.partition("=")
