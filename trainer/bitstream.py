@@ -133,7 +133,8 @@ _workers_allowed = False
 def allow_worker_processes() -> None:
     """Let pack_all use worker processes. Off until a program asks: each worker imports the
     caller's main module again, which runs a script's top level a second time when it has no
-    ``if __name__ == "__main__":`` guard (the command line and the benchmarks have one)."""
+    ``if __name__ == "__main__":`` guard. The command line allows them, and so does
+    :func:`start_workers`."""
     global _workers_allowed
     _workers_allowed = True
 
@@ -152,9 +153,9 @@ POOL_MIN_PIXELS = 1 << 17
 
 def pack_all(items: list[ItemIntegers]) -> list[Packed]:
     """pack() for every item: in the worker processes for several items in a top-level process
-    that allowed them (:func:`allow_worker_processes`), here otherwise. A process that is itself a worker (an eval job on a local process pool or a
-    Dask worker, which may be daemonic and so barred from having children) already runs beside
-    others and packs its items itself."""
+    that allowed them (:func:`allow_worker_processes`), here otherwise. A process that is itself a
+    worker (an eval job on a local process pool or a Dask worker, which may be daemonic and so
+    barred from having children) already runs beside others and packs its items itself."""
     worth_it = _pool is not None or sum(item.width * item.height for item in items) >= POOL_MIN_PIXELS
     if (len(items) <= 1 or not worth_it or not _workers_allowed or (os.cpu_count() or 1) == 1
             or multiprocessing.parent_process() is not None):
