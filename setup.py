@@ -37,7 +37,7 @@ setup(
         "eval": ["pillow>=11.3", "pillow-jxl-plugin>=1.3", "pytorch-msssim>=1.0", "bjontegaard>=1.3",
                  "matplotlib>=3.5"],
     },
-    entry_points={"console_scripts": ["lotterycodec=lotterycodec.decoder.cli:main"]},
+    entry_points={"console_scripts": ["lotterycodec=lotterycodec.cli:main"]},
     ext_modules=[Pybind11Extension("lotterycodec.decoder._lotc_cpu", CORE_SOURCES + ["csrc/python/bindings.cpp"],
                                    cxx_std=17, extra_compile_args=CORE_FLAGS, extra_link_args=["-pthread"])],
 )

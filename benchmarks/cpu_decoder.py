@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lotterycodec.decoder.bench import cpu_model
+from lotterycodec.bench import cpu_model
 from lotterycodec.decoder.complexity import macs_per_pixel
 from lotterycodec.decoder.format import read_bitstream
 

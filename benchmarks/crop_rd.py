@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lotterycodec.decoder.api import encode
+from lotterycodec.api import encode
 from lotterycodec.decoder.entropy import decode_latents, encode_latents, substream_plan
 from lotterycodec.decoder.format import encode_varint, read_bitstream, read_networks
 from lotterycodec.decoder.imageio import center_crop, load_image, psnr

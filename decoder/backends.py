@@ -92,12 +92,8 @@ BACKENDS: dict[str, Callable[[bytes], "reference.Decoded"]] = {
 
 
 def _triton_usable() -> bool:
-    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
-        return False
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return True
-    import torch
-    return torch.cuda.is_available()
+    from ..kernels import usable
+    return usable()
 
 
 def available_backends() -> list[str]:

@@ -53,12 +53,12 @@ def _categorical():
 
 
 @functools.lru_cache(maxsize=MU_STEPS * N_SCALES)
-def _table_model(f: int, s: int):
+def table_model(f: int, s: int):
     import constriction
     return constriction.stream.model.Categorical(load_tables()[f, s].astype(np.float64), perfect=False)
 
 
-class _CoderErrors:
+class CoderErrors:
     """Turns what constriction raises on garbage input into FormatError.
 
     Its decoders assert on impossible states and may panic (a BaseException) rather than
@@ -214,7 +214,7 @@ def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
     for units, words in zip(plan, substreams):
         n_symbols = sum((u.row1 - u.row0) * shapes[u.grid][1] for u in units)
         _symbol_bound_check(n_symbols, words.size, "latent substream")
-        with _CoderErrors():
+        with CoderErrors():
             _decode_substream(constriction.stream.queue.RangeDecoder(words), units, grids, arm, cfg)
     return grids
 
@@ -232,7 +232,7 @@ def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntA
                 pos = (y + 4) * pitch + x + 4
                 mu, ls = arm.forward(buf[pos - rel])
                 m, f, s = table_index(int(mu), int(ls), A)
-                v = m + int(dec.decode(_table_model(f, s))) - RESIDUAL_MAX
+                v = m + int(dec.decode(table_model(f, s))) - RESIDUAL_MAX
                 if not -A <= v < A:
                     raise FormatError("decoded latent outside the alphabet (corrupt substream)")
                 buf[pos] = v
@@ -295,7 +295,7 @@ def encode_mask(masks: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
 
 def decode_mask(counts: list[int], words: np.ndarray, in_out: list[tuple[int, int]]) -> list[np.ndarray]:
     import constriction
-    with _CoderErrors():
+    with CoderErrors():
         return _decode_mask_bits(constriction.stream.queue.RangeDecoder(words), counts, in_out)
 
 

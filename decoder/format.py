@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, RESIDUAL_MAX, SYNTH_DENSE, ArchConfig,
                      FormatError)
-from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, _CoderErrors, _table_model, check_arm_bounds,
+from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, CoderErrors, table_model, check_arm_bounds,
                       load_tables, substream_plan)
 
 MAGIC = b"LOTC"
@@ -145,7 +145,7 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
         cuts = np.flatnonzero(np.abs(flat) >= RESIDUAL_MAX) + 1
         for run, values in zip(np.split(symbols, cuts), np.split(flat, cuts)):  # all but the last end escaped
             if run.size:
-                enc.encode(run, _table_model(0, s))
+                enc.encode(run, table_model(0, s))
             if run.size and abs(int(values[-1])) >= RESIDUAL_MAX:
                 enc.encode(np.array(_escape_symbols(abs(int(values[-1])) - RESIDUAL_MAX), np.int32),
                            _uniform(ESCAPE_SYMBOLS))
@@ -155,7 +155,7 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
     import constriction
     words = _words(data, "networks section")
-    with _CoderErrors():
+    with CoderErrors():
         dec = constriction.stream.queue.RangeDecoder(words)
         tensors, synth_step_exp, previous = [], 0, None
         for module, shape in network_shapes(cfg):
@@ -182,7 +182,7 @@ def _read_tensor(dec, shape: tuple[int, ...], limit: int, module: str) -> np.nda
     s = int(dec.decode(_uniform(NET_SCALE_SYMBOLS)))
     if s >= N_SCALES:
         raise FormatError(f"{module} tensor table {s} above {N_SCALES - 1}")
-    model = _table_model(0, s)
+    model = table_model(0, s)
     for i in range(flat.size):
         v = int(dec.decode(model)) - RESIDUAL_MAX
         if abs(v) == RESIDUAL_MAX:

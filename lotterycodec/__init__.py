@@ -6,7 +6,7 @@
 
 Decoding needs numpy, pillow and constriction only; encoding also needs torch.
 """
-from .decoder.api import decode, encode
+from .api import decode, encode
 from .decoder.config import ArchConfig, FormatError
 
 __all__ = ["encode", "decode", "ArchConfig", "FormatError"]

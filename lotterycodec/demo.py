@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decoder.api import decode, encode
+from .api import decode, encode
 from .decoder.backends import available_backends
 from .decoder.imageio import load_image, psnr
 

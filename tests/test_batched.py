@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lotterycodec.decoder import reference  # noqa: E402
-from lotterycodec.decoder.api import psnr  # noqa: E402
+from lotterycodec.api import psnr  # noqa: E402
 from lotterycodec.decoder.config import ArchConfig  # noqa: E402
 from lotterycodec.trainer.encode import encode_array, encode_arrays  # noqa: E402
 from lotterycodec.trainer.model import LotteryModel  # noqa: E402
@@ -107,7 +107,7 @@ def test_cli_encodes_several_inputs_into_a_folder(tmp_path, bundled_image, capsy
 
     from PIL import Image
 
-    from lotterycodec.decoder.cli import main
+    from lotterycodec.cli import main
     inputs = []
     for name, (h, w) in {"a": (16, 16), "b": (16, 16), "c": (12, 20)}.items():
         Image.fromarray(np.ascontiguousarray(bundled_image[:h, :w])).save(tmp_path / f"{name}.png")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from lotterycodec.decoder import reference
-from lotterycodec.decoder.cli import main
+from lotterycodec.cli import main
 from lotterycodec.decoder.format import read_bitstream
 
 

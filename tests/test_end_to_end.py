@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lotterycodec.decoder import reference
-from lotterycodec.decoder.cli import main
+from lotterycodec.cli import main
 from lotterycodec.decoder.imageio import psnr
 
 torch = pytest.importorskip("torch")

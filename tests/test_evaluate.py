@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lotterycodec.decoder.cli import main
+from lotterycodec.cli import main
 
 pytest.importorskip("torch")
 evaluate = pytest.importorskip("lotterycodec.trainer.evaluate")

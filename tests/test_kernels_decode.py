@@ -13,7 +13,7 @@ pytest.importorskip("triton")
 
 from lotterycodec.decoder import reference  # noqa: E402
 from lotterycodec.decoder.backends import available_backends, get_backend  # noqa: E402
-from lotterycodec.decoder.cli import main  # noqa: E402
+from lotterycodec.cli import main  # noqa: E402
 from lotterycodec.decoder.config import ArchConfig  # noqa: E402
 from lotterycodec.decoder.synthetic import synthetic_bitstream  # noqa: E402
 
@@ -48,7 +48,7 @@ def test_clear_error_without_gpu(tmp_path, trained):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     code = ("import torch, sys\n"
             "if torch.cuda.is_available(): print('has-gpu'); sys.exit(0)\n"
-            "from lotterycodec.decoder.cli import main\n"
+            "from lotterycodec.cli import main\n"
             f"sys.exit(main(['decode', {str(src)!r}, '-o', {str(tmp_path / 'b.png')!r}, '--backend', 'triton']))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     if out.stdout.strip() == "has-gpu":

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from lotterycodec.decoder import reference
-from lotterycodec.decoder.cli import main
+from lotterycodec.cli import main
 from lotterycodec.decoder.config import ArchConfig
 from lotterycodec.decoder.imageio import ImageError, load_image
 from lotterycodec.decoder.synthetic import synthetic_bitstream

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from lotterycodec.decoder.cli import main
+from lotterycodec.cli import main
 from lotterycodec.decoder.complexity import coolchic_complexity, c3_complexity, lottery_complexity
 from lotterycodec.decoder.config import ArchConfig
 

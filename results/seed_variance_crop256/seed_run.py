@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lotterycodec.decoder.api import decode
+from lotterycodec.api import decode
 from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 from lotterycodec.trainer.encode import encode_arrays
 

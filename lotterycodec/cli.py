@@ -5,9 +5,9 @@ import argparse
 import json
 import sys
 
-from ..trainer.presets import PRESETS
-from .config import FormatError
-from .imageio import ImageError
+from .trainer.presets import PRESETS
+from .decoder.config import FormatError
+from .decoder.imageio import ImageError
 
 
 _PRESET_HELP = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
@@ -16,7 +16,7 @@ _PRESET_HELP = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
 def _allow_worker_processes() -> None:
     # A batch's files are written in worker processes, which import the main module again: safe
     # here (the console script guards its top level; a package's __main__ is never re-imported).
-    from ..trainer.bitstream import allow_worker_processes
+    from .trainer.bitstream import allow_worker_processes
     allow_worker_processes()
 
 
@@ -109,7 +109,7 @@ def _print_bench(report: dict) -> None:
 
 def _eval(args) -> dict:
     try:
-        from ..trainer.evaluate import run
+        from .trainer.evaluate import run
     except ImportError as exc:
         raise RuntimeError(f"eval encodes, so it needs the trainer: pip install 'lotterycodec[train,eval]' ({exc})")
     _allow_worker_processes()

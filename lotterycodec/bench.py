@@ -16,9 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .backends import THREADED_BACKENDS, available_backends, get_backend
-from .complexity import macs_per_pixel
-from .format import read_bitstream
+from .decoder.backends import THREADED_BACKENDS, available_backends, get_backend
+from .decoder.complexity import macs_per_pixel
+from .decoder.format import read_bitstream
 
 # Cool-chic's published decode-time columns and the stages of ours that each covers.
 COOLCHIC_COLUMNS = {"dec_time_arm": ("parse", "entropy"), "dec_time_ups": ("upsampling",),

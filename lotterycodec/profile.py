@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .complexity import Complexity, anchors, lottery_complexity
-from .config import CONFIG_FIELDS, ArchConfig, kept_weights_for
-from .format import read_bitstream, read_networks
+from .decoder.complexity import Complexity, anchors, lottery_complexity
+from .decoder.config import CONFIG_FIELDS, ArchConfig, kept_weights_for
+from .decoder.format import read_bitstream, read_networks
 
 
 def parse_config_overrides(items: list[str]) -> dict[str, int]:
