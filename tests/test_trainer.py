@@ -102,3 +102,15 @@ def test_dense_synthesis_ablation_round_trip(small_image):
             pass  # the C++ module is not built here
         else:
             raise AssertionError("the cpu backend decoded a synth_mode 1 file")
+
+
+def test_training_gelu_is_the_formats_tanh_gelu():
+    """The trainer computes GELU's tanh form through sigmoid (faster on CPU): same values, exact
+    gradient (float64 gradcheck)."""
+    import torch.nn.functional as F
+
+    from lotterycodec.trainer.model import _gelu
+    x = torch.linspace(-8, 8, 4001)
+    assert torch.allclose(_gelu(x), F.gelu(x, approximate="tanh"), atol=2e-6, rtol=0)
+    x64 = torch.randn(300, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_gelu, (x64,))

@@ -51,8 +51,30 @@ def kumaraswamy_noise(shape, a: float, device, generator: torch.Generator | None
     return (1 - (1 - u) ** (1 / b)) ** (1 / a) - 0.5
 
 
+_GELU_A = 2 * math.sqrt(2 / math.pi)   # 0.5 (1 + tanh(z)) = sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715 x^3)
+_GELU_B = _GELU_A * 0.044715
+
+
+class _TanhGelu(torch.autograd.Function):
+    """GELU's tanh form (the format's), as x * sigmoid(2z): the same function, computed through
+    sigmoid because torch's CPU tanh and F.gelu(approximate="tanh") are 4x slower than its
+    sigmoid (torch 2.13, AVX2): GELU forward + backward were a third of a training step."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = torch.sigmoid_((x * x).mul_(_GELU_B).add_(_GELU_A).mul_(x))
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        # d/dx x s(x) = s + x s (1 - s) (A + 3 B x^2)
+        return (x * x).mul_(3 * _GELU_B).add_(_GELU_A).mul_(x).mul_(s).mul_(1 - s).add_(s).mul_(grad)
+
+
 def _gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
+    return _TanhGelu.apply(x)
 
 
 # ---------------------------------------------------------------------- the computation
