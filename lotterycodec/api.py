@@ -38,9 +38,12 @@ def _report(result, image: np.ndarray, output, backend: str) -> dict:
 def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *, lmbda: float = 1e-3,
            kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
            device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None,
-           finetune_steps: int | None = None) -> dict:
+           finetune_steps: int | None = None, threads: int | None = None, seeds: int | None = None) -> dict:
     """Encode an image (path or (H, W, 3) uint8 array) and write the file; the summary reports the
-    real size and the PSNR of decoding the written bytes. ``arch`` overrides ArchConfig fields."""
+    real size and the PSNR of decoding the written bytes. ``arch`` overrides ArchConfig fields;
+    ``threads``: torch threads for training (None: chosen by measuring, which keeps a busy machine
+    from stalling it); ``seeds``: candidate seeds trained for the warm-up, the best kept (None: the
+    preset's)."""
     from .trainer.encode import encode_array  # torch is needed to encode, never to decode
 
     if output is not None and not Path(output).parent.is_dir():  # fail before minutes of training
@@ -48,14 +51,15 @@ def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *,
     image = _as_image(source)
     result = encode_array(image, lmbda=lmbda, kept_ratio=kept_ratio, preset=preset, steps=steps,
                           seed=seed, device=device, arch=arch, finetune_steps=finetune_steps,
-                          progress=progress)
+                          progress=progress, threads=threads, seeds=seeds)
     return _report(result, image, output, backend)
 
 
 def encode_many(sources: list[str | Path], out_dir: str | Path, *, batch: int = 8, lmbda: float = 1e-3,
                 kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
                 device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None,
-                finetune_steps: int | None = None) -> list[dict]:
+                finetune_steps: int | None = None, threads: int | None = None,
+                seeds: int | None = None) -> list[dict]:
     """Encode several images, one file each (OUT_DIR/<name>.lotc), trained ``batch`` at a time in
     one batched model (images of one size share a batch). Summaries in input order."""
     from .trainer.encode import encode_arrays
@@ -77,7 +81,8 @@ def encode_many(sources: list[str | Path], out_dir: str | Path, *, batch: int = 
         for start in range(0, len(indices), batch):
             chunk = indices[start:start + batch]
             results = encode_arrays([images[i] for i in chunk], [lmbda] * len(chunk), [kept_ratio] * len(chunk),
-                                    [seed] * len(chunk), preset, steps, device, arch, finetune_steps, progress)
+                                    [seed] * len(chunk), preset, steps, device, arch, finetune_steps, progress,
+                                    threads, seeds)
             for i, result in zip(chunk, results):
                 summaries[i] = _report(result, images[i], out / f"{names[i]}.lotc", backend)
     return summaries

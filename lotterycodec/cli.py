@@ -11,6 +11,18 @@ from .decoder.imageio import ImageError
 
 
 _PRESET_HELP = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+_THREADS_HELP = ("torch threads for training (default: measured among the cores this process may run on, "
+                 "half of them and 1, and re-measured as training goes, so a busy machine does not stall it)")
+
+_SEEDS_HELP = ("seed search: K candidate seeds (SEED, SEED+1, ...) per image train together for the preset's "
+               "warm-up, the best continues and is written (default: the preset's)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _allow_worker_processes() -> None:
@@ -31,7 +43,7 @@ def _encode(args) -> dict:
         arch.update(stripe_height=args.stripe_height)
     common = dict(lmbda=args.lmbda, kept_ratio=args.kept_ratio, preset=args.preset, steps=args.steps, seed=args.seed,
                   device=args.device, progress=not args.json, backend=args.backend, arch=arch,
-                  finetune_steps=args.finetune_steps)
+                  finetune_steps=args.finetune_steps, threads=args.threads, seeds=args.seeds)
     if len(args.input) > 1 or Path(args.output).is_dir() or args.output.endswith(("/", "\\")):
         _allow_worker_processes()
         return {"files": encode_many(args.input, args.output, batch=args.batch, **common)}
@@ -121,7 +133,7 @@ def _eval(args) -> dict:
                steps=args.steps, crop=args.crop, images=args.images.split(",") if args.images else None,
                codecs=[c for c in args.codecs.split(",") if c], kept_ratio=args.kept_ratio, arch=arch,
                batch=args.batch, device=args.device, cluster=args.cluster, workers=args.workers, retries=args.retries,
-               progress=not args.json)
+               progress=not args.json, threads=args.threads, seeds=args.seeds)
 
 
 def _print_eval(report: dict) -> None:
@@ -150,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
     e.add_argument("--finetune-steps", type=int, default=None,
                    help="stage-2 steps (straight-through rounding, keeps the best state); default: the preset's")
-    e.add_argument("--seed", type=int, default=1, help="seed of the random synthesis weights")
+    e.add_argument("--seed", type=int, default=1, help="seed of the random synthesis weights (the first candidate's)")
+    e.add_argument("--seeds", type=_positive_int, default=None, help=_SEEDS_HELP)
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    e.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
     e.add_argument("--arm", type=int, nargs=2, metavar=("CONTEXT", "WIDTH"), default=None,
                    help="ARM context pixels and hidden width (default: the preset's)")
     e.add_argument("--stripe-height", type=int, default=None, help="latent rows per independent stripe")
@@ -205,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=int, default=8,
                     help="lambdas of one image trained at once in one batched model")
     ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ev.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
+    ev.add_argument("--seeds", type=_positive_int, default=None, help=_SEEDS_HELP)
     ev.add_argument("--cluster", default=None, metavar="ADDRESS",
                     help="Dask scheduler (tcp://host:8786) that runs the encode jobs (pip install '.[cluster]')")
     ev.add_argument("--workers", type=int, default=1, help="local worker processes when no --cluster")

@@ -17,6 +17,7 @@ from .model import LotteryModel
 from .presets import get_preset, item_arch, item_steps
 from .bitstream import Packed, pack_all
 from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
+from .threads import check_threads
 from .train import BatchedModel, train
 
 
@@ -52,20 +53,26 @@ def resolve_device(device: str) -> torch.device:
 def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7, preset: str = "cpu",
                  steps: int | None = None, seed: int = 1, device: str = "cpu",
                  arch: dict | None = None, finetune_steps: int | None = None,
-                 progress: bool = True) -> EncodeResult:
+                 progress: bool = True, threads: int | None = None, seeds: int | None = None) -> EncodeResult:
     """image: (H, W, 3) uint8; arch: ArchConfig fields overriding the preset's and the defaults.
     Returns the bytes and a summary of training-side facts."""
     return encode_arrays([image], [lmbda], [kept_ratio], [seed], preset, steps, device, arch, finetune_steps,
-                         progress)[0]
+                         progress, threads, seeds)[0]
 
 
 def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float], seeds: list[int],
                   preset: str = "cpu", steps: int | None = None, device: str = "cpu", arch: dict | None = None,
-                  finetune_steps: int | None = None, progress: bool = True) -> list[EncodeResult]:
+                  finetune_steps: int | None = None, progress: bool = True,
+                  threads: int | None = None, n_seeds: int | None = None) -> list[EncodeResult]:
     """B overfits trained at once in one batched model (images of one size; per item its own
     lambda, kept ratio and seed), then B independent files, each what encode_array would write.
     Items whose lambdas call for different architectures (the preset's low-rate one) train in one
-    batch per architecture."""
+    batch per architecture. threads: torch threads (None: chosen by measuring, trainer.threads).
+    n_seeds: seed search, K candidate seeds per item (seed, seed + 1, ...) trained together for the
+    preset's warm-up, the best kept (None: the preset's count); the file holds the kept seed."""
+    check_threads(threads)
+    if n_seeds is not None and not 1 <= n_seeds <= 64:
+        raise ValueError(f"seeds (candidates per item) must be 1..64, got {n_seeds}")
     if not images or not len(images) == len(lmbdas) == len(kept_ratios) == len(seeds):
         raise ValueError("one lambda, kept ratio and seed per image")
     if len({im.shape[:2] for im in images}) != 1:
@@ -83,7 +90,7 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
         for (key, group_steps), idx in groups.items():
             part = encode_arrays([images[i] for i in idx], [lmbdas[i] for i in idx], [kept_ratios[i] for i in idx],
                                  [seeds[i] for i in idx], preset, group_steps, device, dict(key), finetune_steps,
-                                 progress)
+                                 progress, threads, n_seeds)
             for i, r in zip(idx, part):
                 results[i] = r
         return results
@@ -92,18 +99,27 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     (arch_key, steps), = groups  # one architecture and step count from here on
     base = ArchConfig(**{**chosen.arch, **dict(arch_key)})
     dev = resolve_device(device)
-    items = []
-    for kept_ratio, seed in zip(kept_ratios, seeds):
+    candidates = chosen.seeds if n_seeds is None else n_seeds
+    rows = []  # candidate k of item i is row i * candidates + k
+    for kept_ratio, first_seed in zip(kept_ratios, seeds):
         kept = 0 if base.synth_mode == SYNTH_DENSE else kept_weights_for(base, kept_ratio)  # dense: no mask
         cfg = base.replace(kept_weights=kept).validate()
-        torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
-        model = LotteryModel(cfg, height, width, seed).to(dev)
-        model.noise_generator = torch.Generator(device=dev).manual_seed(seed)
-        items.append(model)
-    targets = torch.stack([torch.from_numpy(im.astype(np.float32) / 255.0) for im in images]).to(dev)
-    batch = BatchedModel(items).to(dev)
-    train_stats = train(batch, targets, torch.tensor(lmbdas, dtype=torch.float32, device=dev), chosen, steps,
-                        progress)
+        for seed in range(first_seed, first_seed + candidates):
+            torch.manual_seed(seed)  # trainer initialisation only; the random synthesis comes from Philox
+            model = LotteryModel(cfg, height, width, seed).to(dev)
+            model.noise_generator = torch.Generator(device=dev).manual_seed(seed)
+            rows.append(model)
+    targets = torch.stack([torch.from_numpy(im.astype(np.float32) / 255.0) for im in images
+                           for _ in range(candidates)]).to(dev)
+    lmbda_rows = torch.tensor([x for x in lmbdas for _ in range(candidates)], dtype=torch.float32, device=dev)
+    batch = BatchedModel(rows).to(dev)
+    stage1 = chosen.steps if steps is None else steps
+    train_stats = train(batch, targets, lmbda_rows, chosen, steps, progress, threads, candidates,
+                        warmup_steps=round(chosen.seed_warmup * stage1))
+    items = [rows[i * candidates + r["candidate"]] for i, r in enumerate(train_stats)]
+    for r in train_stats:
+        r["candidates"] = candidates
+    targets = targets[::candidates]
     t_train = time.perf_counter() - t0
     quant_steps = search_steps(batch, targets, lmbdas)
     batch.unstack_into(items)
@@ -144,6 +160,8 @@ def _result(model: LotteryModel, grids: list[np.ndarray], packed: Packed, lmbda:
         "psnr_training_float": train_stats["psnr_float"],
         "macs_per_pixel": macs_per_pixel(cfg, height, width),
         "config": dict((f.name, v) for f, v in cfg.fields()),
+        "threads": train_stats["threads"],  # torch threads training ended with
+        "seed_candidates": train_stats["candidates"],  # the seed search's K; "seed" is the one kept
         # the whole batch's wall times, shared by its batch_size items; write_s: ARM search and
         # range coding of every item (worker processes when the batch holds several)
         "times": {**times, "write_cpu_s": packed.seconds},

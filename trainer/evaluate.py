@@ -138,7 +138,7 @@ def _finished(files: Path, name: str, lmbda: float, settings: dict) -> dict | No
 
 
 def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings_for, batch: int,
-                 device: str) -> list:
+                 device: str, threads: int | None = None) -> list:
     """The lambdas of one image without a finished file, ``batch`` of one architecture per job (one
     batched training); settings_for(lambda): the settings its record must match."""
     from .jobs import EncodeJob
@@ -147,7 +147,7 @@ def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path,
         settings = settings_for(lm)
         if _finished(files, name, lm, settings) is None:
             groups.setdefault(json.dumps(settings, sort_keys=True), []).append(lm)
-    return [EncodeJob(name, image, missing[i:i + batch], settings_for(missing[0]), device)
+    return [EncodeJob(name, image, missing[i:i + batch], settings_for(missing[0]), device, threads)
             for missing in groups.values() for i in range(0, len(missing), batch)]
 
 
@@ -249,8 +249,11 @@ def versions() -> dict[str, str]:
 def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps: int | None = None,
         crop: int = 0, images: list[str] | None = None, codecs: list[str] | None = None,
         kept_ratio: float = 0.7, arch: dict | None = None, batch: int = 8, device: str = "cpu",
-        cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print) -> dict:
-    """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes."""
+        cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print,
+        threads: int | None = None, seeds: int | None = None) -> dict:
+    """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes.
+    threads: torch threads per encode job (None: measured in the job; a local pool's workers get
+    an equal share of the cores, a Dask worker its own thread count)."""
     from tqdm import tqdm
 
     from .jobs import run_jobs
@@ -278,7 +281,8 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     chosen = get_preset(preset)
     settings = {"preset": preset, "preset_definition": {k: v for k, v in dataclasses.asdict(chosen).items()
                                                         if not k.startswith("low_rate")},
-                "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {}}
+                "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {},
+                "seeds": chosen.seeds if seeds is None else seeds}
 
     def settings_for(lmbda: float) -> dict:
         return {**settings, "arch": item_arch(chosen, lmbda, arch), "steps": item_steps(chosen, lmbda, steps)}
@@ -287,7 +291,7 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
         image = load_image(path)
         loaded[path.stem] = center_crop(image, crop) if crop else image
     jobs = [job for name, image in loaded.items()
-            for job in missing_jobs(name, image, lmbdas, files, settings_for, batch, device)]
+            for job in missing_jobs(name, image, lmbdas, files, settings_for, batch, device, threads)]
     resources = {"GPU": 1} if device == "cuda" else None  # a cluster's GPU workers declare --resources GPU=1
     run_jobs(jobs, lambda items: store(files, settings_for, items), cluster=cluster, workers=workers, retries=retries,
              resources=resources, progress=progress)

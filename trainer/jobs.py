@@ -10,12 +10,13 @@ file bytes, so workers need no shared filesystem; the client writes each file as
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import numpy as np
+
+from .threads import available_cores
 
 
 @dataclass
@@ -25,7 +26,7 @@ class EncodeJob:
     lmbdas: list[float]
     settings: dict          # the eval's encode settings (preset, steps, kept ratio, arch)
     device: str = "cpu"
-    threads: int = 0        # torch threads in the worker (0: leave as is)
+    threads: int | None = None  # torch threads (None: chosen by measuring, trainer.threads)
 
 
 @dataclass
@@ -39,18 +40,15 @@ class EncodedItem:
 
 def run_encode_job(job: EncodeJob, progress: bool = False) -> list[EncodedItem]:
     """One batched training of an image's lambdas (runs wherever the job is sent)."""
-    import torch
-
     from .encode import encode_arrays
     in_dask_worker = _dask_worker_threads()
     if in_dask_worker:
         _keep_freed_memory()
-    threads = job.threads or in_dask_worker
-    if threads:
-        torch.set_num_threads(threads)
+    threads = job.threads or in_dask_worker or None
     s = job.settings
     results = encode_arrays([job.image] * len(job.lmbdas), job.lmbdas, [s["kept_ratio"]] * len(job.lmbdas),
-                            [1] * len(job.lmbdas), s["preset"], s["steps"], job.device, s["arch"], progress=progress)
+                            [1] * len(job.lmbdas), s["preset"], s["steps"], job.device, s["arch"], progress=progress,
+                            threads=threads, n_seeds=s.get("seeds"))
     items = []
     for lmbda, r in zip(job.lmbdas, results):
         t = r.summary["times"]
@@ -106,7 +104,7 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
         _raise_failures(failures, retries)
         return
     if workers > 1 and not cluster:
-        per_worker = max(1, (os.cpu_count() or 1) // workers)
+        per_worker = max(1, available_cores() // workers)
         jobs = [replace(j, threads=j.threads or per_worker) for j in jobs]
     executor = make_executor(cluster, workers, resources)
     bar = tqdm(total=len(jobs), desc="encode jobs", unit="job", disable=not progress)

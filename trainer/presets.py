@@ -22,6 +22,10 @@ class Preset:
     # Stage-1 steps for those lambdas (0: steps): the smaller networks train faster per step, so
     # the same encode time buys more steps.
     low_rate_steps: int = 0
+    # Seed search: candidates per item (other seeds: other random synthesis weights and
+    # initialisations), trained together for this fraction of stage 1, then the best goes on.
+    seeds: int = 1
+    seed_warmup: float = 0.1
 
 
 PRESETS = {

@@ -22,6 +22,7 @@ from ..decoder.config import SYNTH_DENSE
 from .model import (LotteryModel, arm_forward, latent_contexts, modulate, quantize_latents, rate_bits, synthesize,
                     top_k_masks, upsample)
 from .presets import Preset
+from .threads import ThreadTuner
 
 GRAD_CLIP = 10.0
 
@@ -63,6 +64,32 @@ class BatchedModel(nn.Module):
     @property
     def batch(self) -> int:
         return len(self.kept)
+
+    @torch.no_grad()
+    def keep(self, index: list[int], optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Shrinks the batch in place to the items at ``index`` (the seed search's survivors); the
+        optimizer's per-parameter state is sliced alike, so training goes on where it was.
+        Parameters are replaced, not resized: autograd keeps a leaf's shape in its gradient
+        accumulator, so a leaf whose .data changed shape fails its next backward."""
+        idx = torch.tensor(index, dtype=torch.long)
+        replaced = {}
+        for module in self.modules():
+            for name, p in list(module._parameters.items()):
+                new = nn.Parameter(p.detach()[idx.to(p.device)].clone())
+                module._parameters[name] = replaced[p] = new
+            for name, buf in list(module._buffers.items()):
+                if name.startswith("random_weight"):
+                    module._buffers[name] = buf[idx.to(buf.device)].clone()
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["params"] = [replaced[p] for p in group["params"]]
+            for old, new in replaced.items():
+                state = optimizer.state.pop(old, None)
+                if state is not None:
+                    optimizer.state[new] = {k: v[idx.to(v.device)].clone() if torch.is_tensor(v) and v.dim() else v
+                                            for k, v in state.items()}
+        self.kept = [self.kept[i] for i in index]
+        self.generators = [self.generators[i] for i in index]
 
     @torch.no_grad()
     def unstack_into(self, items: list[LotteryModel]) -> None:
@@ -140,15 +167,32 @@ def _postfix(bar, loss, mse, bpp) -> None:
 
 
 def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset,
-          steps: int | None = None, progress: bool = True) -> list[dict]:
-    """Train in place; returns each item's final hard-rounded training estimates."""
+          steps: int | None = None, progress: bool = True, threads: int | None = None,
+          candidates: int = 1, warmup_steps: int = 0) -> list[dict]:
+    """Train in place; returns each item's final hard-rounded training estimates. threads: torch
+    threads (None: measured and re-measured as training goes, see threads.ThreadTuner).
+
+    Seed search: with ``candidates`` K > 1 the batch holds K candidates per item (item i's are
+    rows i*K .. i*K+K-1: other seeds, so other random synthesis weights and initialisations).
+    They train together for the first ``warmup_steps`` steps of the schedule; then each item keeps
+    the candidate with the lowest hard-rounded loss, the batch shrinks to those, and training goes
+    on with the same optimizer state. Each result then carries ``"candidate"``: the kept row."""
     steps = preset.steps if steps is None else steps
+    if model.batch % candidates:
+        raise ValueError(f"a batch of {model.batch} rows is not {candidates} candidates per item")
+    kept_rows = list(range(model.batch))
+    tuner = ThreadTuner(threads)
     opt = torch.optim.Adam(_param_groups(model, preset.lr, preset.score_lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     params = list(model.parameters())
     desc = "stage 1" if model.batch == 1 else f"stage 1 ({model.batch} items)"
     bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=0.5)
     for step in bar:
+        if candidates > 1 and step == min(warmup_steps, steps - 1):
+            kept_rows = select_candidates(model, opt, targets, lmbdas, candidates)
+            targets, lmbdas = targets[kept_rows], lmbdas[kept_rows]
+            params = list(model.parameters())
+            bar.set_description("stage 1" if model.batch == 1 else f"stage 1 ({model.batch} items)")
         frac = step / max(steps - 1, 1)
         loss, mse, bpp = loss_terms(model, targets, lmbdas, mode="noise",
                                     temperature=0.3 - 0.2 * frac, noise_a=2.0 - frac)
@@ -157,11 +201,22 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
         clip_per_item(params, GRAD_CLIP)
         opt.step()
         sched.step()
+        tuner.step_done()
         if step % preset.log_every == 0 or step == steps - 1:
             _postfix(bar, loss.detach(), mse.detach(), bpp.detach())
     if preset.finetune_steps:
-        finetune(model, targets, lmbdas, preset, progress)
-    return evaluate(model, targets, lmbdas)
+        finetune(model, targets, lmbdas, preset, progress, tuner=tuner)
+    return [{**r, "threads": tuner.chosen, "candidate": row % candidates}
+            for r, row in zip(evaluate(model, targets, lmbdas), kept_rows)]
+
+
+def select_candidates(model: BatchedModel, opt: torch.optim.Optimizer, targets: torch.Tensor, lmbdas: torch.Tensor,
+                      candidates: int) -> list[int]:
+    """Keeps each item's candidate with the lowest hard-rounded loss; returns the kept rows."""
+    losses = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)]).reshape(-1, candidates)
+    rows = [i * candidates + int(k) for i, k in enumerate(losses.argmin(dim=1))]
+    model.keep(rows, opt)
+    return rows
 
 
 @torch.no_grad()
@@ -172,7 +227,7 @@ def evaluate(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor) -
 
 
 def finetune(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset,
-             progress: bool = True, eval_every: int = 10) -> None:
+             progress: bool = True, eval_every: int = 10, tuner: ThreadTuner | None = None) -> None:
     """Straight-through rounding at a low rate, C3-style: each item keeps its own best state."""
     opt = torch.optim.Adam(_param_groups(model, preset.finetune_lr, preset.finetune_lr))
     params = list(model.parameters())
@@ -185,6 +240,8 @@ def finetune(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, p
         loss.sum().backward()
         clip_per_item(params, GRAD_CLIP)
         opt.step()
+        if tuner is not None:
+            tuner.step_done()
         if step % eval_every == eval_every - 1:
             current = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)])
             improved = current < best
