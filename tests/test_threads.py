@@ -32,7 +32,7 @@ def restore_threads():
 def test_tuner_keeps_the_fastest_count(monkeypatch, restore_threads, cost, expected):
     monkeypatch.setattr("lotterycodec.trainer.threads.available_cores", lambda: 2)
     clock = FakeClock(cost)
-    tuner = ThreadTuner(None, every=20, probe=3, clock=clock)
+    tuner = ThreadTuner(None, every=20, probe=3, warmup=0, clock=clock)
     assert tuner.candidates == [2, 1]
     for _ in range(8):  # (3 + 1 warm-up) steps per candidate
         clock.step(tuner)
@@ -43,7 +43,7 @@ def test_tuner_keeps_the_fastest_count(monkeypatch, restore_threads, cost, expec
 def test_tuner_follows_a_machine_that_becomes_busy(monkeypatch, restore_threads):
     monkeypatch.setattr("lotterycodec.trainer.threads.available_cores", lambda: 2)
     clock = FakeClock({2: 0.12, 1: 0.20})
-    tuner = ThreadTuner(None, every=20, probe=3, clock=clock)
+    tuner = ThreadTuner(None, every=20, probe=3, warmup=0, clock=clock)
     for _ in range(10):
         clock.step(tuner)
     assert tuner.chosen == 2

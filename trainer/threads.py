@@ -30,11 +30,12 @@ def check_threads(threads: int | None) -> int | None:
 class ThreadTuner:
     """Call :meth:`step_done` after every training step.
 
-    threads None: candidates are the available cores, half of them and 1; every ``every`` steps
-    each candidate runs ``probe`` steps (the first after a switch not counted) and the fastest
+    threads None: candidates are the available cores, half of them and 1; after ``warmup`` steps and
+    then every ``every`` steps each candidate runs ``probe`` steps (the first after a switch not counted) and the fastest
     median is kept until the next probe. An int: that many threads, never changed."""
 
-    def __init__(self, threads: int | None = None, every: int = 250, probe: int = 4, clock=time.perf_counter):
+    def __init__(self, threads: int | None = None, every: int = 250, probe: int = 4, warmup: int = 10,
+                 clock=time.perf_counter):
         check_threads(threads)
         self._clock = clock
         n = threads or available_cores()
@@ -47,10 +48,12 @@ class ThreadTuner:
         self._last = clock()
         self.history: list[tuple[int, dict[int, float]]] = []  # (step, median step time per candidate)
         self._step = 0
-        if len(self.candidates) > 1:
+        # The first probe waits ``warmup`` steps: the first steps of a run allocate and fault in
+        # memory and are slower at any thread count, which biased a probe made at once.
+        self._set(self.chosen)
+        self._since_probe = every - warmup
+        if len(self.candidates) > 1 and warmup <= 0:
             self._start_probe()
-        else:
-            self._set(self.chosen)
 
     def _start_probe(self) -> None:
         self._queue = [c for c in self.candidates for _ in range(self.probe + 1)]
