@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from .backends import get_backend, resolve_backend
-from .imageio import save_image
+from .imageio import check_writable, save_image
 
 
 def decode(source: str | Path | bytes, output: str | Path | None = None,
            backend: str = "auto", threads: int | None = None) -> tuple[np.ndarray, dict]:
     """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary).
     threads: for the cpu backend (default: every core)."""
+    if output is not None:
+        check_writable(output)
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     backend = resolve_backend(backend, data)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Reading images to encode, writing decoded ones, and the one PSNR definition."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,19 @@ def load_image(path: str | Path) -> np.ndarray:
     channel is accepted only when fully opaque; other modes are refused with a reason."""
     from PIL import Image
     try:
-        img = Image.open(path)
-        img.load()
+        img = Image.open(path)  # reads the header only: the size is checked before any pixel
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
+        raise ImageError(f"{path}: declares more pixels than supported ({exc})") from None
     except (OSError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from None
     w, h = img.size
     if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE and w * h <= MAX_PIXELS):
         raise ImageError(f"{path}: {w}x{h} is outside the supported size "
                          f"(1..{MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc})") from None
     mode = img.mode
     if mode in _ALPHA:
         alpha = np.asarray(img.getchannel("A"))
@@ -49,9 +55,45 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole or not at all: a full disk or a size limit leaves the
+    previous file (if any) in place and no partial one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise OSError now if ``path`` cannot be written (before minutes of work, not after)."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OSError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise OSError(f"cannot write {path}: it is a folder")
+    if not os.access(folder, os.W_OK):  # written through a temporary file beside it
+        raise OSError(f"cannot write {path}: folder {folder} is not writable")
+
+
 def save_image(path: str | Path, image: np.ndarray) -> None:
+    """Writes the image in the format its suffix names (atomically, see write_atomically)."""
+    import io
+
     from PIL import Image
-    Image.fromarray(image, "RGB").save(path)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image suffix; use .png, .ppm, .bmp, ...")
+    buf = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buf, fmt)
+    write_atomically(path, buf.getvalue())
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .decoder.api import decode
-from .decoder.imageio import load_image, psnr
+from .decoder.imageio import check_writable, load_image, psnr, write_atomically
 
 __all__ = ["encode", "encode_many", "decode"]
 
@@ -24,7 +24,7 @@ def _as_image(source) -> np.ndarray:
 def _report(result, image: np.ndarray, output, backend: str) -> dict:
     """Write the file, decode the written bytes and summarize what a receiver gets."""
     if output is not None:
-        Path(output).write_bytes(result.data)
+        write_atomically(output, result.data)
     decoded, dec_summary = decode(result.data, backend=backend)
     summary = dict(result.summary)
     summary["psnr"] = psnr(decoded, image)
@@ -46,8 +46,8 @@ def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *,
     preset's)."""
     from .trainer.encode import encode_array  # torch is needed to encode, never to decode
 
-    if output is not None and not Path(output).parent.is_dir():  # fail before minutes of training
-        raise OSError(f"cannot write {output}: folder {Path(output).parent} does not exist")
+    if output is not None:
+        check_writable(output)  # fail before minutes of training
     image = _as_image(source)
     result = encode_array(image, lmbda=lmbda, kept_ratio=kept_ratio, preset=preset, steps=steps,
                           seed=seed, device=device, arch=arch, finetune_steps=finetune_steps,

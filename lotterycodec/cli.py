@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = args.run(args)
-    except (FormatError, ImageError, ValueError, RuntimeError, OSError) as exc:
+    except (FormatError, ImageError, ValueError, RuntimeError, OSError, MemoryError) as exc:
         print(f"lotterycodec {args.command}: error: {exc}", file=sys.stderr)
         return 1
     try:

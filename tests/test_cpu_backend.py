@@ -313,3 +313,19 @@ def test_arm_input_kinds_agree(weight):
     data = write_bitstream(30, 21, 9, cfg, write_networks(nets)[0], counts, words, encode_latents(grids, arm, cfg))
     got = _same(data)
     assert all(np.array_equal(a, b) for a, b in zip(got.latents, grids))
+
+
+def test_executable_full_disk_leaves_the_previous_output(executable, trained, tmp_path):
+    """A file-size limit (SIGXFSZ) stands in for a full disk: an error message, the previous
+    output whole, no partial file."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    src, out = tmp_path / "t.lotc", tmp_path / "t.ppm"
+    src.write_bytes(trained.data)  # 32x32: a 3 KiB PPM
+    out.write_bytes(b"previous")
+    run = subprocess.run([str(executable), str(src), str(out)], preexec_fn=limit, capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.startswith("lotterycodec-dec: error: cannot write"), run.stderr
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.lotc", "t.ppm"]

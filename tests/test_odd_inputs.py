@@ -64,3 +64,75 @@ def test_odd_sizes_encode(tmp_path, width, height):
     assert main(["encode", str(src), "-o", str(tmp_path / "o.lotc"), "--preset", "fast", "--steps", "5",
                  "--json"]) == 0
     assert reference.decode((tmp_path / "o.lotc").read_bytes()).image.shape == (height, width, 3)
+
+
+def _png_claiming(tmp_path, width: int, height: int):
+    """A tiny real PNG whose header is re-sealed to claim width x height."""
+    import struct
+    import zlib
+    p = _save(tmp_path, "small.png", Image.fromarray(np.zeros((2, 2, 3), np.uint8)))
+    data = bytearray(p.read_bytes())
+    ihdr = data[12:29]  # chunk type + 13 data bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    bomb = tmp_path / f"claims_{width}x{height}.png"
+    bomb.write_bytes(bytes(data))
+    return bomb
+
+
+@pytest.mark.parametrize("side", [16384 + 1, 20000, 60000])
+def test_size_bombs_refused_from_the_header(tmp_path, capsys, side):
+    """Refused before a pixel is decoded: beyond the format's sides, and beyond Pillow's own
+    decompression-bomb limit (an error, not a traceback)."""
+    bomb = _png_claiming(tmp_path, side, side)
+    with pytest.raises(ImageError, match="supported"):
+        load_image(bomb)
+    assert main(["encode", str(bomb), "-o", str(tmp_path / "o.lotc"), "--preset", "fast"]) != 0
+    err = capsys.readouterr().err
+    assert "supported" in err and "Traceback" not in err
+    assert not (tmp_path / "o.lotc").exists()
+
+
+def test_training_that_cannot_fit_in_memory_is_refused_before_it_starts(monkeypatch):
+    pytest.importorskip("torch")
+    from lotterycodec.trainer import encode
+    monkeypatch.setattr(encode, "available_memory", lambda: 24 << 30)
+    with pytest.raises(MemoryError, match="GiB"):
+        encode.check_training_memory(8192 * 8192)
+    encode.check_training_memory(768 * 512)  # a Kodak image fits
+
+
+def test_an_unwritable_output_is_refused_before_training(tmp_path, capsys, bundled_image):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    src = _save(tmp_path, "i.png", Image.fromarray(bundled_image[:16, :16]))
+    assert main(["encode", str(src), "-o", str(folder / "o.lotc"), "--steps", "100000"]) != 0
+    assert "not writable" in capsys.readouterr().err
+
+
+def _limited_file_size():
+    import resource
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_a_full_disk_leaves_the_previous_output(tmp_path):
+    """With a 4 KiB file-size limit standing in for a full disk, decode fails with a message and
+    the previous output is left whole (no partial file beside it)."""
+    import subprocess
+    import sys
+    cfg = ArchConfig(n_grids=3, arm_context=8, arm_width=8, mod_width=8, stripe_height=4, shared_max_pixels=16,
+                     kept_weights=300)
+    src = tmp_path / "s.lotc"
+    src.write_bytes(synthetic_bitstream(64, 64, cfg, seed=3))  # 12 KiB as a PPM
+    out = tmp_path / "o.ppm"
+    out.write_bytes(b"previous")
+    run = subprocess.run([sys.executable, "-m", "lotterycodec", "decode", str(src), str(out)],
+                         preexec_fn=_limited_file_size, capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ppm", "s.lotc"]

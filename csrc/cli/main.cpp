@@ -1,7 +1,11 @@
 // lotterycodec-dec IN.lotc OUT.ppm [--threads N] [--time] [--kernels K | --scalar] [--tables P] [--latents P]: no
 // Python at build or run time.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <initializer_list>
+#include <utility>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,9 +30,32 @@ const char* kUsage =
     "  --scalar     the scalar kernels (same as --kernels scalar)\n"
     "  --tables P   the frequency tables (.npy) if not at the built-in path\n"
     "  --latents P  also write the decoded latents to P (int32 little-endian, grid after grid)\n";
+
+// Writes the pieces to PATH whole or not at all: into a temporary file beside it, renamed over
+// PATH only once every byte is written, so a full disk or a file-size limit leaves the previous
+// file in place and no partial one.
+void write_atomically(const std::string& path, std::initializer_list<std::pair<const char*, size_t>> pieces) {
+    const std::string tmp = path + ".part";
+    {
+        std::ofstream o(tmp, std::ios::binary);
+        for (const auto& [data, size] : pieces) o.write(data, std::streamsize(size));
+        o.flush();
+        if (!o) {
+            o.close();
+            std::remove(tmp.c_str());
+            throw std::runtime_error("cannot write " + path + " (disk full, a size limit, or no permission)");
+        }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+    }
 }
+}  // namespace
 
 int main(int argc, char** argv) {
+    // A file-size limit (SIGXFSZ) must fail the write with an error message, not kill the process.
+    std::signal(SIGXFSZ, SIG_IGN);
     std::string in, out, latents_path, tables_path = LOTC_DEFAULT_TABLES;
     bool timing = false;
     std::string kernels = "auto";
@@ -63,19 +90,17 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
         lotc::Decoded d = lotc::decode(data.data(), data.size(), tables, threads, false, kernels);
         double all = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::ofstream o(out, std::ios::binary);
-        o << "P6\n" << d.width << " " << d.height << "\n255\n";
-        o.write(reinterpret_cast<const char*>(d.rgb.data()), std::streamsize(d.rgb.size()));
-        if (!o) throw std::runtime_error("cannot write " + out);
+        std::string header = "P6\n" + std::to_string(d.width) + " " + std::to_string(d.height) + "\n255\n";
+        write_atomically(out, {{header.data(), header.size()},
+                               {reinterpret_cast<const char*>(d.rgb.data()), d.rgb.size()}});
         if (!latents_path.empty()) {
-            std::ofstream lf(latents_path, std::ios::binary);
+            std::vector<char> bytes;
             for (const auto& grid : d.latents)
                 for (int32_t v : grid) {
                     const uint32_t u = uint32_t(v);
-                    const char bytes[4] = {char(u), char(u >> 8), char(u >> 16), char(u >> 24)};
-                    lf.write(bytes, 4);
+                    for (int s = 0; s < 32; s += 8) bytes.push_back(char(u >> s));
                 }
-            if (!lf) throw std::runtime_error("cannot write " + latents_path);
+            write_atomically(latents_path, {{bytes.data(), bytes.size()}});
         }
         if (timing)
             std::printf("time: parse %.6f entropy %.6f ups %.6f mod %.6f syn %.6f all %.6f (kernels %s, threads %d)\n",
