@@ -114,3 +114,35 @@ def test_training_gelu_is_the_formats_tanh_gelu():
     assert torch.allclose(_gelu(x), F.gelu(x, approximate="tanh"), atol=2e-6, rtol=0)
     x64 = torch.randn(300, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_gelu, (x64,))
+
+
+def test_stage1_quantizer_follows_the_presets_schedule():
+    """Annealed from the first value to the second; the hard tail trains straight-through."""
+    import dataclasses
+
+    from lotterycodec.trainer.train import stage1_quantizer
+    p = dataclasses.replace(get_preset("fast"), temperature=(0.4, 0.1), noise_a=(3.0, 1.0), hard_tail=0.25)
+    first, last_noisy = stage1_quantizer(p, 0, 100), stage1_quantizer(p, 74, 100)
+    assert first == {"mode": "noise", "temperature": 0.4, "noise_a": 3.0}
+    assert last_noisy == {"mode": "noise", "temperature": pytest.approx(0.1), "noise_a": pytest.approx(1.0)}
+    assert all(stage1_quantizer(p, s, 100) == {"mode": "ste"} for s in range(75, 100))
+    g = dataclasses.replace(p, noise_std=(0.2, 0.1), hard_tail=0.0)
+    assert stage1_quantizer(g, 99, 100) == {"mode": "gaussian", "temperature": pytest.approx(0.1),
+                                            "noise_std": pytest.approx(0.1)}
+
+
+def test_gaussian_quantizer_noise_comes_from_the_items_generator():
+    """Gaussian noise of the asked std, drawn from the item's generator (repeatable per item)."""
+    m = _model()
+    draws = []
+    for _ in range(2):
+        m.noise_generator = torch.Generator().manual_seed(3)
+        draws.append(m.quantized_latents("gaussian", temperature=1e-3, noise_std=0.2))
+    assert all(torch.equal(a, b) for a, b in zip(*draws))
+    x = m.latents[0].detach() * m.gain
+    assert not torch.equal(draws[0][0], soft_round(x, 1e-3))
+    m.noise_generator = torch.Generator().manual_seed(3)
+    big = torch.zeros(4096, 4096)
+    from lotterycodec.trainer.model import quantize_latents
+    q = quantize_latents([big[None]], 1.0, 64, "gaussian", 10.0, 2.0, [m.noise_generator], noise_std=0.2)[0]
+    assert abs(float(q.std()) - 0.2) < 0.02  # a large temperature makes soft round nearly the identity

@@ -14,7 +14,7 @@ from ..decoder.entropy import encode_mask, substream_plan
 from ..decoder.format import write_bitstream
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
-from .presets import get_preset, item_arch, item_steps
+from .presets import Preset, get_preset, item_arch, item_steps
 from .bitstream import Packed, pack_all
 from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
 from .threads import check_threads
@@ -42,6 +42,36 @@ class EncodeResult:
                                counts, mask_words, self.latent_words)
 
 
+# Peak resident memory of training per pixel of the batch (activations kept for the backward):
+# measured 3.1 KB at 256x256 and 512x512 with the `cpu` preset (torch 2.13, one thread); a margin
+# on top. Plus what the process holds before training.
+TRAIN_BYTES_PER_PIXEL = 4000
+TRAIN_BASE_BYTES = 500 << 20
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_training_memory(batch_pixels: int) -> None:
+    """Refuse, before any work, a batch whose training would not fit in memory (an 8192x8192
+    image wants about 270 GB): a clear error instead of a machine swapping itself to death."""
+    need = TRAIN_BYTES_PER_PIXEL * batch_pixels + TRAIN_BASE_BYTES
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"training {batch_pixels} pixels at once needs about {need / 2**30:.1f} GiB and "
+                          f"{have / 2**30:.1f} GiB is available: encode a smaller image (crop or tile it), "
+                          "or fewer images per batch")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but no CUDA device is available")
@@ -61,15 +91,18 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
 
 
 def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float], seeds: list[int],
-                  preset: str = "cpu", steps: int | None = None, device: str = "cpu", arch: dict | None = None,
+                  preset: str | Preset = "cpu", steps: int | None = None, device: str = "cpu",
+                  arch: dict | None = None,
                   finetune_steps: int | None = None, progress: bool = True,
-                  threads: int | None = None, n_seeds: int | None = None) -> list[EncodeResult]:
+                  threads: int | None = None, n_seeds: int | None = None,
+                  trace: list | None = None) -> list[EncodeResult]:
     """B overfits trained at once in one batched model (images of one size; per item its own
     lambda, kept ratio and seed), then B independent files, each what encode_array would write.
     Items whose lambdas call for different architectures (the preset's low-rate one) train in one
     batch per architecture. threads: torch threads (None: chosen by measuring, trainer.threads).
     n_seeds: seed search, K candidate seeds per item (seed, seed + 1, ...) trained together for the
-    preset's warm-up, the best kept (None: the preset's count); the file holds the kept seed."""
+    preset's warm-up, the best kept (None: the preset's count); the file holds the kept seed.
+    trace: a list that collects training's periodic estimates (train.train), for studies."""
     check_threads(threads)
     if n_seeds is not None and not 1 <= n_seeds <= 64:
         raise ValueError(f"seeds (candidates per item) must be 1..64, got {n_seeds}")
@@ -90,12 +123,13 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
         for (key, group_steps), idx in groups.items():
             part = encode_arrays([images[i] for i in idx], [lmbdas[i] for i in idx], [kept_ratios[i] for i in idx],
                                  [seeds[i] for i in idx], preset, group_steps, device, dict(key), finetune_steps,
-                                 progress, threads, n_seeds)
+                                 progress, threads, n_seeds, trace)
             for i, r in zip(idx, part):
                 results[i] = r
         return results
     t0 = time.perf_counter()
     height, width = images[0].shape[:2]
+    check_training_memory(height * width * len(images) * (chosen.seeds if n_seeds is None else n_seeds))
     (arch_key, steps), = groups  # one architecture and step count from here on
     base = ArchConfig(**{**chosen.arch, **dict(arch_key)})
     dev = resolve_device(device)
@@ -115,7 +149,7 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     batch = BatchedModel(rows).to(dev)
     stage1 = chosen.steps if steps is None else steps
     train_stats = train(batch, targets, lmbda_rows, chosen, steps, progress, threads, candidates,
-                        warmup_steps=round(chosen.seed_warmup * stage1))
+                        warmup_steps=round(chosen.seed_warmup * stage1), trace=trace)
     items = [rows[i * candidates + r["candidate"]] for i, r in enumerate(train_stats)]
     for r in train_stats:
         r["candidates"] = candidates
@@ -131,7 +165,7 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     t_write = time.perf_counter() - t1
     times = {"encode_s": time.perf_counter() - t0, "train_s": t_train, "step_search_s": t_search,
              "write_s": t_write, "batch_size": len(images)}
-    return [_result(model, item.grids, p, lmbda, stats, preset, steps if steps is not None else chosen.steps,
+    return [_result(model, item.grids, p, lmbda, stats, chosen.name, steps if steps is not None else chosen.steps,
                     chosen.finetune_steps, times)
             for model, item, p, lmbda, stats in zip(items, sent, packed, lmbdas, train_stats)]
 

@@ -82,13 +82,19 @@ def _gelu(x: torch.Tensor) -> torch.Tensor:
 # (train.BatchedModel) on B stacked items.
 
 def quantize_latents(latents: list[torch.Tensor], gain: float, bound: int, mode: str, temperature: float,
-                     noise_a: float, generators: list) -> list[torch.Tensor]:
-    """latents: (B, h, w) per grid; noise for item b from generators[b] (None: the global one)."""
+                     noise_a: float, generators: list, noise_std: float = 0.2) -> list[torch.Tensor]:
+    """latents: (B, h, w) per grid; noise for item b from generators[b] (None: the global one).
+    Modes: "noise" (soft round, Kumaraswamy(noise_a) noise, soft round), "gaussian" (the same with
+    Gaussian noise of std noise_std), "ste" (straight-through rounding), "hard"."""
     out = []
     for y in latents:
         x = y * gain
-        if mode == "noise":
-            noise = torch.stack([kumaraswamy_noise(x.shape[1:], noise_a, x.device, g) for g in generators])
+        if mode in ("noise", "gaussian"):
+            if mode == "noise":
+                noise = torch.stack([kumaraswamy_noise(x.shape[1:], noise_a, x.device, g) for g in generators])
+            else:
+                noise = torch.stack([torch.randn(x.shape[1:], device=x.device, generator=g) for g in generators])
+                noise = noise * noise_std
             q = soft_round(soft_round(x, temperature) + noise, temperature)
         elif mode == "ste":
             q = x + (torch.round(x) - x).detach()
@@ -268,9 +274,9 @@ class LotteryModel(nn.Module):
                 masks.append((rows[None, :] >= dys[:, None]).float()[:, :, None])
         return masks
 
-    def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0):
+    def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0, noise_std: float = 0.2):
         q = quantize_latents([y[None] for y in self.latents], self.gain, self.cfg.latent_bound, mode, temperature,
-                             noise_a, [self.noise_generator])
+                             noise_a, [self.noise_generator], noise_std)
         return [v[0] for v in q]
 
     def contexts(self, g: int, v: torch.Tensor) -> torch.Tensor:
@@ -309,8 +315,8 @@ class LotteryModel(nn.Module):
                           self.height, self.width)[0]
 
     def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0,
-                with_rate: bool = True):
-        q = self.quantized_latents(mode, temperature, noise_a)
+                with_rate: bool = True, noise_std: float = 0.2):
+        q = self.quantized_latents(mode, temperature, noise_a, noise_std)
         image = self.synthesize(self.modulate(self.upsample(q, per_phase=mode == "hard")))
         rate = self.rate_bits(q) if with_rate else None
         return image, rate

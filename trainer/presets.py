@@ -26,6 +26,14 @@ class Preset:
     # initialisations), trained together for this fraction of stage 1, then the best goes on.
     seeds: int = 1
     seed_warmup: float = 0.1
+    # Stage 1's quantization proxy, annealed linearly from the first value to the second: the
+    # soft-round temperature and the Kumaraswamy noise's a (1: uniform, larger: more peaked).
+    temperature: tuple[float, float] = (0.3, 0.1)
+    noise_a: tuple[float, float] = (2.0, 1.0)
+    noise_std: tuple[float, float] | None = None  # set: Gaussian noise of this std instead
+    # The last fraction of stage 1's steps train through hard rounding (straight-through), so
+    # the networks meet the integers they will decode from while the learning rate still moves.
+    hard_tail: float = 0.0
 
 
 PRESETS = {
@@ -79,7 +87,10 @@ def item_steps(preset: Preset, lmbda: float, steps: int | None = None) -> int | 
     return steps
 
 
-def get_preset(name: str) -> Preset:
+def get_preset(name: str | Preset) -> Preset:
+    """A preset by name (a Preset passes through: studies train variants of the named ones)."""
+    if isinstance(name, Preset):
+        return name
     try:
         return PRESETS[name]
     except KeyError:

@@ -107,9 +107,10 @@ class BatchedModel(nn.Module):
                 p.copy_(s[b])
 
     # ------------------------------------------------------------------ the model's computation
-    def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0) -> list[torch.Tensor]:
+    def quantized_latents(self, mode: str, temperature: float = 0.3, noise_a: float = 2.0,
+                          noise_std: float = 0.2) -> list[torch.Tensor]:
         return quantize_latents(list(self.latents), self.gain, self.cfg.latent_bound, mode, temperature, noise_a,
-                                self.generators)
+                                self.generators, noise_std)
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         """(B,) training estimates of the latent rate."""
@@ -122,9 +123,9 @@ class BatchedModel(nn.Module):
             return list(self.dense)
         return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(top_k_masks(list(self.scores), self.kept))]
 
-    def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0):
+    def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0, noise_std: float = 0.2):
         """(B, H, W, 3) images in [0, 1] and (B,) rate estimates."""
-        q = self.quantized_latents(mode, temperature, noise_a)
+        q = self.quantized_latents(mode, temperature, noise_a, noise_std)
         up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard")
         image = synthesize(self.coords, self.synthesis_layers(), modulate(up, list(self.mod)), self.height, self.width)
         return image, self.rate_bits(q)
@@ -168,7 +169,7 @@ def _postfix(bar, loss, mse, bpp) -> None:
 
 def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset,
           steps: int | None = None, progress: bool = True, threads: int | None = None,
-          candidates: int = 1, warmup_steps: int = 0) -> list[dict]:
+          candidates: int = 1, warmup_steps: int = 0, trace: list | None = None) -> list[dict]:
     """Train in place; returns each item's final hard-rounded training estimates. threads: torch
     threads (None: measured and re-measured as training goes, see threads.ThreadTuner).
 
@@ -176,7 +177,10 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
     rows i*K .. i*K+K-1: other seeds, so other random synthesis weights and initialisations).
     They train together for the first ``warmup_steps`` steps of the schedule; then each item keeps
     the candidate with the lowest hard-rounded loss, the batch shrinks to those, and training goes
-    on with the same optimizer state. Each result then carries ``"candidate"``: the kept row."""
+    on with the same optimizer state. Each result then carries ``"candidate"``: the kept row.
+
+    trace: when a list, every ``log_every`` steps gets one entry per row, the step's own training
+    estimates (noisy or straight-through, not the file's): step, row, mse, bpp."""
     steps = preset.steps if steps is None else steps
     if model.batch % candidates:
         raise ValueError(f"a batch of {model.batch} rows is not {candidates} candidates per item")
@@ -193,9 +197,7 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
             targets, lmbdas = targets[kept_rows], lmbdas[kept_rows]
             params = list(model.parameters())
             bar.set_description("stage 1" if model.batch == 1 else f"stage 1 ({model.batch} items)")
-        frac = step / max(steps - 1, 1)
-        loss, mse, bpp = loss_terms(model, targets, lmbdas, mode="noise",
-                                    temperature=0.3 - 0.2 * frac, noise_a=2.0 - frac)
+        loss, mse, bpp = loss_terms(model, targets, lmbdas, **stage1_quantizer(preset, step, steps))
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()  # items share no parameter: each gets exactly its own gradient
         clip_per_item(params, GRAD_CLIP)
@@ -204,10 +206,28 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
         tuner.step_done()
         if step % preset.log_every == 0 or step == steps - 1:
             _postfix(bar, loss.detach(), mse.detach(), bpp.detach())
+            if trace is not None:
+                trace.extend({"step": step, "row": r, "mse": m, "bpp": b}
+                             for r, m, b in zip(kept_rows, mse.tolist(), bpp.tolist()))
     if preset.finetune_steps:
         finetune(model, targets, lmbdas, preset, progress, tuner=tuner)
     return [{**r, "threads": tuner.chosen, "candidate": row % candidates}
             for r, row in zip(evaluate(model, targets, lmbdas), kept_rows)]
+
+
+def stage1_quantizer(preset: Preset, step: int, steps: int) -> dict:
+    """loss_terms' quantizer arguments at ``step`` of stage 1: the preset's annealed noise, then
+    straight-through hard rounding for its last ``hard_tail`` of the steps."""
+    noisy = steps - round(preset.hard_tail * steps)
+    if step >= noisy:
+        return {"mode": "ste"}
+    frac = step / max(noisy - 1, 1)  # the annealing ends where the hard tail begins
+
+    def at(pair: tuple[float, float]) -> float:
+        return pair[0] + (pair[1] - pair[0]) * frac
+    if preset.noise_std is not None:
+        return {"mode": "gaussian", "temperature": at(preset.temperature), "noise_std": at(preset.noise_std)}
+    return {"mode": "noise", "temperature": at(preset.temperature), "noise_a": at(preset.noise_a)}
 
 
 def select_candidates(model: BatchedModel, opt: torch.optim.Optimizer, targets: torch.Tensor, lmbdas: torch.Tensor,
