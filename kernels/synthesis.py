@@ -5,7 +5,7 @@ A block is a 1-D vector of pixels; each channel of a layer is one [BLOCK] variab
 multiply-add is one FMA per pixel against a uniform (broadcast) weight load, and the widths are
 the live counts after compaction, not powers of two. (The first version used ``tl.dot`` tiles:
 in fp32 they paid for padding 7 latents to 16 and 48 modulation channels to 64, and ran 2.1-2.6x
-slower on an H200; results/gpu_h200.)
+slower on an H200.)
 
 Layers are streamed two at a time: the neurons of a layer are visited in a runtime loop, each
 computed, activated and at once scattered into the next layer's accumulators, so one list of

@@ -1,7 +1,9 @@
 """Seed variance of the cpu preset's low-rate points: the eval's batching (one image, its two
 low-rate lambdas, one batched model) with another random-synthesis/initialisation seed.
 
-    python seed_run.py SEED [IMAGE ...]     (default images: kodim03 kodim23)
+    python benchmarks/seed_variance.py DATASET_DIR SEED [IMAGE ...]   (default images: kodim03 kodim23)
+
+Writes IMAGE_lambdaL_seedS.lotc and seedS.json in the current folder.
 """
 import json
 import sys
@@ -12,14 +14,14 @@ from lotterycodec.api import decode
 from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 from lotterycodec.trainer.encode import encode_arrays
 
-KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak"  # ../shared beside the clone
-
 
 def main() -> None:
-    seed = int(sys.argv[1])
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    dataset, seed = Path(sys.argv[1]), int(sys.argv[2])
     rows = []
-    for name in sys.argv[2:] or ("kodim03", "kodim23"):
-        image = center_crop(load_image(KODAK / f"{name}.png"), 256)
+    for name in sys.argv[3:] or ("kodim03", "kodim23"):
+        image = center_crop(load_image(dataset / f"{name}.png"), 256)
         t0 = time.perf_counter()
         results = encode_arrays([image, image], [1e-2, 4e-3], [0.7, 0.7], [seed, seed], "cpu", progress=False)
         wall = time.perf_counter() - t0
