@@ -283,6 +283,7 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
                                                         if not k.startswith("low_rate")},
                 "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {},
                 "seeds": chosen.seeds if seeds is None else seeds}
+    settings = json.loads(json.dumps(settings))  # as a record reads back (tuples become lists)
 
     def settings_for(lmbda: float) -> dict:
         return {**settings, "arch": item_arch(chosen, lmbda, arch), "steps": item_steps(chosen, lmbda, steps)}
