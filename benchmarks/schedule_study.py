@@ -64,7 +64,7 @@ def run_variant(name: str, crops: dict[str, np.ndarray], lmbda: float, preset: s
         bpp = 8 * len(r.data) / pixels
         items.append({"image": n, "bytes": len(r.data), "bpp": bpp, "psnr": p,
                       "loss": 10 ** (-p / 10) + lmbda * bpp, "steps": r.summary["steps"]})
-    return {"variant": name, "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in VARIANTS[name].items()},
+    return {"variant": name, "changes": VARIANTS[name],
             "lmbda": lmbda, "preset": preset, "arch": item_arch(base, lmbda),
             "steps": item_steps(base, lmbda, steps) or base.steps, "threads": threads, "seconds": seconds,
             "items": items, "mean_loss": float(np.mean([i["loss"] for i in items])),
@@ -95,7 +95,7 @@ def plot(runs: list[dict], path: Path) -> None:
         mean = {k: [np.mean([t[k] for t in r["trace"] if t["step"] == s]) for s in steps] for k in ("mse", "bpp")}
         ax_p.plot(steps, [-10 * math.log10(m) for m in mean["mse"]], label=r["variant"])
         ax_r.plot(steps, mean["bpp"], label=r["variant"])
-    ax_p.set(xlabel="step", ylabel="training PSNR (dB, mean MSE of the crops)", ylim=(None, None))
+    ax_p.set(xlabel="step", ylabel="training PSNR (dB, mean MSE of the crops)")
     ax_r.set(xlabel="step", ylabel="training latent rate estimate (bpp)", yscale="log")
     ax_p.legend(fontsize=7)
     fig.suptitle(f"lambda {runs[0]['lmbda']:g}, preset {runs[0]['preset']}: training estimates (noisy quantizer)")
@@ -127,10 +127,9 @@ def main() -> None:
         run = run_variant(v, crops, args.lmbda, args.preset, args.threads, args.steps)
         report["runs"] = [r for r in report["runs"] if r["variant"] != v] + [run]
         path.write_text(json.dumps(report, indent=1))
-        print(table([report["runs"][0], run] if report["runs"][0] is not run else [run]), flush=True)
+        print(table(report["runs"]), flush=True)
     (out / f"{args.lmbda:g}.md").write_text(table(report["runs"]) + "\n")
     plot(report["runs"], out / f"{args.lmbda:g}.png")
-    print(table(report["runs"]))
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
 
 def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float], seeds: list[int],
                   preset: str | Preset = "cpu", steps: int | None = None, device: str = "cpu",
-                  arch: dict | None = None,
-                  finetune_steps: int | None = None, progress: bool = True,
+                  arch: dict | None = None, finetune_steps: int | None = None, progress: bool = True,
                   threads: int | None = None, n_seeds: int | None = None,
                   trace: list | None = None) -> list[EncodeResult]:
     """B overfits trained at once in one batched model (images of one size; per item its own
@@ -129,11 +128,11 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
         return results
     t0 = time.perf_counter()
     height, width = images[0].shape[:2]
-    check_training_memory(height * width * len(images) * (chosen.seeds if n_seeds is None else n_seeds))
     (arch_key, steps), = groups  # one architecture and step count from here on
     base = ArchConfig(**{**chosen.arch, **dict(arch_key)})
     dev = resolve_device(device)
     candidates = chosen.seeds if n_seeds is None else n_seeds
+    check_training_memory(height * width * len(images) * candidates)
     rows = []  # candidate k of item i is row i * candidates + k
     for kept_ratio, first_seed in zip(kept_ratios, seeds):
         kept = 0 if base.synth_mode == SYNTH_DENSE else kept_weights_for(base, kept_ratio)  # dense: no mask

@@ -93,8 +93,8 @@ def quantize_latents(latents: list[torch.Tensor], gain: float, bound: int, mode:
             if mode == "noise":
                 noise = torch.stack([kumaraswamy_noise(x.shape[1:], noise_a, x.device, g) for g in generators])
             else:
-                noise = torch.stack([torch.randn(x.shape[1:], device=x.device, generator=g) for g in generators])
-                noise = noise * noise_std
+                noise = noise_std * torch.stack([torch.randn(x.shape[1:], device=x.device, generator=g)
+                                                 for g in generators])
             q = soft_round(soft_round(x, temperature) + noise, temperature)
         elif mode == "ste":
             q = x + (torch.round(x) - x).detach()

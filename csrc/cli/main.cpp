@@ -4,15 +4,15 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
-#include <initializer_list>
-#include <utility>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../core/lotc_decoder.h"
