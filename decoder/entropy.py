@@ -24,10 +24,10 @@ SCALE_STEPS_PER_OCTAVE = 4
 LOG2_SCALE_MIN = -4
 N_SCALES = 48
 N_SYMBOLS = 2 * RESIDUAL_MAX + 1
-# A symbol costs at least -log2(MAX_FREQ / 2^24) > 1/2839 bit, so a substream of L bits
-# holds at most (L + slack) * 2839 symbols; more is a forged header, not a real file.
+# A latent costs at least -log2(MAX_FREQ / 2^24) > 1/2839 bit, and a stream ends where its words
+# do (StreamDecoder.finish), so a substream of L bits holds at most L * 2839 latents; more is a
+# forged header, refused before any decoding (docs/FORMAT.md 6.5).
 MAX_SYMBOLS_PER_BIT = 2839
-SYMBOL_BOUND_SLACK_BITS = 128
 INT32_MAX = (1 << 31) - 1
 ARM_PARAM_MAX = 1 << 15
 
@@ -56,6 +56,57 @@ def _categorical():
 def table_model(f: int, s: int):
     import constriction
     return constriction.stream.model.Categorical(load_tables()[f, s].astype(np.float64), perfect=False)
+
+
+class StreamDecoder:
+    """constriction's queue RangeDecoder, plus the check that the stream ends exactly where the
+    encoder ended it (docs/FORMAT.md 5, "Stream end").
+
+    The coder's state (lower, range) follows from the decoded symbols alone, so the decoder
+    knows what constriction's encoder emitted: one word per refill, then the seal, the top word
+    of lower + 2^32 - 1 and, when that word is also the top word of lower + range, a zero word.
+    Any other word count or seal is junk or a forgery: an error, so every decoder accepts exactly
+    the files an encoder can write. decode() takes the model's cumulative frequencies (length
+    symbols + 1) to follow the state."""
+
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, words: np.ndarray):
+        import constriction
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+        self._words = words
+        self.lower, self.range, self.reads, self.symbols = 0, self._MASK, 2, 0
+
+    def decode(self, model, cum) -> int:
+        s = int(self._dec.decode(model))
+        scale = self.range >> PRECISION
+        self.lower = (self.lower + scale * int(cum[s])) & self._MASK
+        self.range = scale * (int(cum[s + 1]) - int(cum[s]))
+        if self.range < 1 << 32:
+            self.lower, self.range, self.reads = (self.lower << 32) & self._MASK, self.range << 32, self.reads + 1
+            if self.reads > self._words.size + 1:  # past anything an encoder wrote: stop decoding zeros
+                raise FormatError("entropy-coded stream read past its end (corrupt or forged)")
+        self.symbols += 1
+        return s
+
+    def finish(self, what: str) -> None:
+        n = int(self._words.size)
+        if not self.symbols:
+            if n:
+                raise FormatError(f"{what}: {n} words where nothing is coded")
+            return
+        point = (self.lower + (1 << 32) - 1) & self._MASK
+        zero_word = ((self.lower + self.range) & self._MASK) >> 32 == point >> 32
+        seal = [point >> 32, 0] if zero_word else [point >> 32]
+        if n != self.reads - 2 + len(seal) or [int(w) for w in self._words[self.reads - 2:]] != seal:
+            raise FormatError(f"{what}: its words do not end where its {self.symbols} symbols do")
+
+
+@functools.lru_cache(maxsize=1)
+def table_cums() -> np.ndarray:
+    """(MU_STEPS, N_SCALES, N_SYMBOLS + 1) cumulative frequencies of the tables (StreamDecoder)."""
+    freq = load_tables().astype(np.int64) + 1
+    return np.concatenate([np.zeros(freq.shape[:2] + (1,), np.int64), np.cumsum(freq, axis=-1)], axis=-1)
 
 
 class CoderErrors:
@@ -173,7 +224,7 @@ def unit_contexts(grid: np.ndarray, unit: Unit, n_context: int) -> np.ndarray:
 
 
 def _symbol_bound_check(n_symbols: int, n_words: int, what: str) -> None:
-    if n_symbols > (32 * n_words + SYMBOL_BOUND_SLACK_BITS) * MAX_SYMBOLS_PER_BIT:
+    if n_symbols > 32 * n_words * MAX_SYMBOLS_PER_BIT:
         raise FormatError(f"{what}: {n_symbols} symbols cannot fit in {4 * n_words} bytes")
 
 
@@ -205,23 +256,26 @@ def encode_latents(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> lis
 def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
                    height: int, width: int) -> list[np.ndarray]:
     """Sequential raster decoding of every unit (the reference; slow is fine)."""
-    import constriction
     plan = substream_plan(cfg, height, width)
     if len(substreams) != len(plan):
         raise FormatError(f"expected {len(plan)} latent substreams, found {len(substreams)}")
     shapes = cfg.grid_shapes(height, width)
-    grids = [np.zeros(s, dtype=np.int64) for s in shapes]
-    for units, words in zip(plan, substreams):
+    for units, words in zip(plan, substreams):  # every bound before any allocation or decoding
         n_symbols = sum((u.row1 - u.row0) * shapes[u.grid][1] for u in units)
         _symbol_bound_check(n_symbols, words.size, "latent substream")
+    grids = [np.zeros(s, dtype=np.int64) for s in shapes]
+    for units, words in zip(plan, substreams):
         with CoderErrors():
-            _decode_substream(constriction.stream.queue.RangeDecoder(words), units, grids, arm, cfg)
+            dec = StreamDecoder(words)
+            _decode_substream(dec, units, grids, arm, cfg)
+            dec.finish("latent substream")
     return grids
 
 
 def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> None:
     offsets = CONTEXT_OFFSETS[:cfg.arm_context]
     A = cfg.latent_bound
+    cums = table_cums()
     for unit in units:
         h, w = unit.row1 - unit.row0, grids[unit.grid].shape[1]
         pitch = w + 8
@@ -232,7 +286,7 @@ def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntA
                 pos = (y + 4) * pitch + x + 4
                 mu, ls = arm.forward(buf[pos - rel])
                 m, f, s = table_index(int(mu), int(ls), A)
-                v = m + int(dec.decode(table_model(f, s))) - RESIDUAL_MAX
+                v = m + dec.decode(table_model(f, s), cums[f, s]) - RESIDUAL_MAX
                 if not -A <= v < A:
                     raise FormatError("decoded latent outside the alphabet (corrupt substream)")
                 buf[pos] = v
@@ -294,9 +348,11 @@ def encode_mask(masks: list[np.ndarray]) -> tuple[list[int], np.ndarray]:
 
 
 def decode_mask(counts: list[int], words: np.ndarray, in_out: list[tuple[int, int]]) -> list[np.ndarray]:
-    import constriction
     with CoderErrors():
-        return _decode_mask_bits(constriction.stream.queue.RangeDecoder(words), counts, in_out)
+        dec = StreamDecoder(words)
+        masks = _decode_mask_bits(dec, counts, in_out)
+        dec.finish("mask section")
+    return masks
 
 
 def _decode_mask_bits(dec, counts: list[int], in_out: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -315,9 +371,9 @@ def _decode_mask_bits(dec, counts: list[int], in_out: list[tuple[int, int]]) -> 
             if rem_k == rem_n:
                 bits[i:] = True
                 break
-            model = constriction.stream.model.Categorical(
-                np.array(_mask_weights(rem_k, rem_n), dtype=np.float64), perfect=False)
-            if dec.decode(model):
+            weights = _mask_weights(rem_k, rem_n)
+            model = constriction.stream.model.Categorical(np.array(weights, dtype=np.float64), perfect=False)
+            if dec.decode(model, (0, weights[0] + 1, 1 << PRECISION)):
                 bits[i] = True
                 rem_k -= 1
         masks.append(bits.reshape(fan_out, fan_in))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, RESIDUAL_MAX, SYNTH_DENSE, ArchConfig,
                      FormatError)
-from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, CoderErrors, table_model, check_arm_bounds,
+from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, CoderErrors, StreamDecoder, table_cums, table_model, check_arm_bounds,
                       load_tables, substream_plan)
 
 MAGIC = b"LOTC"
@@ -80,6 +80,12 @@ def _uniform(symbols: int):
     """A uniform model over a power-of-two alphabet: every frequency exactly 2^24 / symbols."""
     import constriction
     return constriction.stream.model.Categorical(np.full(symbols, (1 << PRECISION) // symbols - 1.0), perfect=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _uniform_cum(symbols: int) -> tuple[int, ...]:
+    """_uniform's cumulative frequencies (StreamDecoder follows the coder's state with them)."""
+    return tuple(i * ((1 << PRECISION) // symbols) for i in range(symbols + 1))
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,18 +159,18 @@ def write_networks(nets: Networks) -> tuple[bytes, dict[str, float]]:
 
 
 def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
-    import constriction
     words = _words(data, "networks section")
     with CoderErrors():
-        dec = constriction.stream.queue.RangeDecoder(words)
+        dec = StreamDecoder(words)
         tensors, synth_step_exp, previous = [], 0, None
         for module, shape in network_shapes(cfg):
             if module == "synth" and previous != "synth":
-                synth_step_exp = int(dec.decode(_uniform(SYNTH_STEP_SYMBOLS)))
+                synth_step_exp = dec.decode(_uniform(SYNTH_STEP_SYMBOLS), _uniform_cum(SYNTH_STEP_SYMBOLS))
                 if synth_step_exp > MAX_STEP_EXP:
                     raise FormatError(f"synthesis step exponent {synth_step_exp} above {MAX_STEP_EXP}")
             previous = module
             tensors.append(_read_tensor(dec, shape, ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX, module))
+        dec.finish("networks section")
     n_arm = 2 * len(cfg.arm_in_out)
     arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
     check_arm_bounds(arm, cfg.latent_bound)
@@ -179,18 +185,18 @@ def _read_tensor(dec, shape: tuple[int, ...], limit: int, module: str) -> np.nda
     flat = np.zeros(int(np.prod(shape)), dtype=np.int64)
     if not flat.size:
         return flat.reshape(shape)
-    s = int(dec.decode(_uniform(NET_SCALE_SYMBOLS)))
+    s = dec.decode(_uniform(NET_SCALE_SYMBOLS), _uniform_cum(NET_SCALE_SYMBOLS))
     if s >= N_SCALES:
         raise FormatError(f"{module} tensor table {s} above {N_SCALES - 1}")
-    model = table_model(0, s)
+    model, cum = table_model(0, s), table_cums()[0, s]
     for i in range(flat.size):
-        v = int(dec.decode(model)) - RESIDUAL_MAX
+        v = dec.decode(model, cum) - RESIDUAL_MAX
         if abs(v) == RESIDUAL_MAX:
             excess = 0
             for d in range(MAX_ESCAPE_DIGITS + 1):
                 if d == MAX_ESCAPE_DIGITS:
                     raise FormatError(f"{module} parameter escape longer than {MAX_ESCAPE_DIGITS} digits")
-                digit = int(dec.decode(_uniform(ESCAPE_SYMBOLS)))
+                digit = dec.decode(_uniform(ESCAPE_SYMBOLS), _uniform_cum(ESCAPE_SYMBOLS))
                 excess |= (digit & ((1 << ESCAPE_DIGIT_BITS) - 1)) << (ESCAPE_DIGIT_BITS * d)
                 if not digit >> ESCAPE_DIGIT_BITS:
                     break

@@ -40,7 +40,9 @@ constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kEscapeSymbols = 2 <<
               kMaxEscapeDigits = 4;
 constexpr int kMaxSide = 16384;
 constexpr int64_t kMaxPixels = int64_t(1) << 26;
-constexpr int64_t kMaxSymbolsPerBit = 2839, kSymbolSlackBits = 128;
+// A latent costs more than 1/2839 bit and a stream ends where its words do (RangeDecoder::finish),
+// so a substream of L bits holds at most L * 2839 latents (docs/FORMAT.md 6.5).
+constexpr int64_t kMaxSymbolsPerBit = 2839;
 constexpr uint32_t kTablesCrc = 0x44fc33aa;
 
 using Clock = std::chrono::steady_clock;
@@ -234,6 +236,9 @@ struct RangeDecoder {
     const uint32_t* words;
     size_t n, next = 0;
     uint64_t lower = 0, range = ~uint64_t(0), point = 0;
+    // Words read, those past the stream's end included (2 to start, 1 per refill), and symbols
+    // decoded: finish() checks the stream ends where they do.
+    size_t reads = 2, decoded = 0;
     RangeDecoder(const uint32_t* w, size_t count) : words(w), n(count) {
         int read = 0;
         while (read < 2 && next < n) { point = (point << 32) | words[next++]; ++read; }
@@ -270,8 +275,27 @@ struct RangeDecoder {
             range <<= 32;
             point <<= 32;
             if (next < n) point |= words[next++];
+            // A stream's encoder emitted at least reads - 1 words: reading further past the end
+            // is a forged stream, stopped here rather than decoded from zeros (finish() would
+            // refuse it anyway, but only after its last symbol).
+            if (++reads > n + 1) fail("entropy-coded stream read past its end (corrupt or forged)");
         }
+        ++decoded;
         return s;
+    }
+    // docs/FORMAT.md 5, "Stream end": the state follows from the decoded symbols alone, so the
+    // encoder's output is known: a word per refill, then its seal, the top word of
+    // lower + 2^32 - 1 and, when that is also the top word of lower + range, a zero word. No
+    // symbol, no word. Anything else is junk or a forgery.
+    void finish(const char* what) const {
+        bool exact = n == 0;
+        if (decoded) {
+            const uint64_t point = lower + 0xFFFFFFFFull;
+            const bool zero_word = ((lower + range) >> 32) == (point >> 32);
+            exact = n == reads - 1 + zero_word && words[reads - 2] == uint32_t(point >> 32) &&
+                    (!zero_word || words[n - 1] == 0);
+        }
+        if (!exact) fail(std::string(what) + ": its words do not end where its symbols do");
     }
 };
 
@@ -344,6 +368,7 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
         for (int64_t q : read_tensor(dec, tables, sizes[i], kNetValueMax, "mod")) t.push_back(float(q) * step);
         n.mod.push_back(std::move(t));
     }
+    dec.finish("networks section");
     // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits.
     int64_t bound = c.latent_bound << kActFrac;
     std::vector<int64_t> input_bound;  // per layer: |input| <= this
@@ -471,6 +496,7 @@ public:
             dec_ = dec;
             close_unit();
         }
+        dec_.finish("latent substream");
     }
 
 private:
@@ -598,14 +624,14 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
     auto plan = substream_plan(c, height, width);
     if (plan.size() != substreams.size()) fail("latent substream count does not match the configuration");
     out.grid_shapes = grid_shapes(c, height, width);
-    out.latents.clear();
-    for (auto [h, w] : out.grid_shapes) out.latents.emplace_back(size_t(h) * w, 0);
     std::vector<int64_t> symbols(plan.size(), 0);
-    for (size_t s = 0; s < plan.size(); ++s) {  // all sizes checked before any decoding starts
+    for (size_t s = 0; s < plan.size(); ++s) {  // all sizes checked before any allocation or decoding
         for (const Unit& u : plan[s]) symbols[s] += int64_t(u.row1 - u.row0) * out.grid_shapes[u.grid].second;
-        if (symbols[s] > (32 * int64_t(substreams[s].size()) + kSymbolSlackBits) * kMaxSymbolsPerBit)
+        if (symbols[s] > 32 * int64_t(substreams[s].size()) * kMaxSymbolsPerBit)
             fail("latent substream: more symbols than its bytes can hold");
     }
+    out.latents.clear();
+    for (auto [h, w] : out.grid_shapes) out.latents.emplace_back(size_t(h) * w, 0);
     const std::vector<int32_t> zero_context(size_t(kArmMaxWidth), 0);
     int32_t zero_mu_ls[2];
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
@@ -673,6 +699,7 @@ std::vector<std::vector<uint8_t>> decode_mask(const std::vector<int64_t>& counts
         }
         masks.push_back(std::move(bits));
     }
+    dec.finish("mask section");
     return masks;
 }
 

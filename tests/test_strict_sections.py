@@ -1,0 +1,76 @@
+"""Every coded stream ends where its symbols do (docs/FORMAT.md 5, "Stream end"): junk after a
+section, doubled substreams, coded counts without words and forged symbol counts are refused by
+the reference and the C++ decoder alike, and quickly."""
+import time
+
+import numpy as np
+import pytest
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.config import FormatError
+from lotterycodec.decoder.format import read_bitstream, write_bitstream
+
+try:
+    from lotterycodec.decoder.backends import get_backend
+    from lotterycodec.decoder import _lotc_cpu  # noqa: F401
+    DECODERS = {"reference": reference.decode, "cpu": get_backend("cpu")}
+except ImportError:  # the C++ core not built: the reference alone
+    DECODERS = {"reference": reference.decode}
+
+
+def _rewrite(data: bytes, **parts) -> bytes:
+    bs = read_bitstream(data)
+    fields = dict(networks=bs.networks, mask_counts=bs.mask_counts, mask_words=bs.mask_words,
+                  latent_words=bs.latent_words)
+    fields.update(parts)
+    return write_bitstream(bs.width, bs.height, bs.seed, bs.cfg, **fields)
+
+
+JUNK = np.array([0x12345678], dtype=np.uint32)
+
+
+def _forgeries(data: bytes) -> dict[str, bytes]:
+    bs = read_bitstream(data)
+    return {
+        "networks + one word": _rewrite(data, networks=bs.networks + JUNK.tobytes()),
+        "networks + 4 KiB of zeros": _rewrite(data, networks=bs.networks + bytes(4096)),
+        "networks without its last word": _rewrite(data, networks=bs.networks[:-8]),
+        "mask + one word": _rewrite(data, mask_words=np.concatenate([bs.mask_words, JUNK])),
+        "mask counts, no mask words": _rewrite(data, mask_words=np.zeros(0, np.uint32)),
+        "every substream doubled": _rewrite(data, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
+        "one substream + one word": _rewrite(data, latent_words=[np.concatenate([bs.latent_words[0], JUNK]),
+                                                                  *bs.latent_words[1:]]),
+        "a seal word changed": _rewrite(data, latent_words=[
+            np.concatenate([bs.latent_words[0][:-1], bs.latent_words[0][-1:] ^ 1]), *bs.latent_words[1:]]),
+        "empty substreams": _rewrite(data, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
+        "one-word substreams": _rewrite(data, latent_words=[JUNK for _ in bs.latent_words]),
+    }
+
+
+@pytest.mark.parametrize("backend", sorted(DECODERS))
+def test_real_file_decodes(trained, backend):
+    DECODERS[backend](trained.data)
+
+
+@pytest.mark.parametrize("backend", sorted(DECODERS))
+def test_streams_must_end_where_their_symbols_do(trained, backend):
+    for what, forged in _forgeries(trained.data).items():
+        with pytest.raises(FormatError):
+            DECODERS[backend](forged)
+            pytest.fail(f"{backend} accepted: {what}")
+
+
+@pytest.mark.parametrize("backend", sorted(DECODERS))
+def test_forged_big_image_from_few_words_fails_fast(trained, backend):
+    """A 512x512 image whose substreams hold one word each: the latents cannot fit (most
+    substreams claim more symbols than a word holds, refused before any allocation), and where
+    they could, decoding stops at the first read past a stream's end, not after its last symbol."""
+    bs = read_bitstream(trained.data)
+    from lotterycodec.decoder.entropy import substream_plan
+    n = len(substream_plan(bs.cfg, 512, 512))
+    forged = write_bitstream(512, 512, bs.seed, bs.cfg, bs.networks, bs.mask_counts, bs.mask_words,
+                             [JUNK] * n)
+    assert len(forged) < 4 * n + 2000
+    t0 = time.perf_counter()
+    with pytest.raises(FormatError):
+        DECODERS[backend](forged)
+    assert time.perf_counter() - t0 < 5.0
