@@ -43,6 +43,10 @@ VARIANTS = {
     "gauss": {"noise_std": (0.22, 0.15)},
     "hard_tail10": {"hard_tail": 0.1},
     "hard_tail20": {"hard_tail": 0.2},
+    "soap": {"optimizer": "soap"},
+    "soap_gauss_cc5": {"optimizer": "soap", "noise_std": (0.22, 0.15), "temperature": (0.35, 0.08)},
+    "soap_hard10": {"optimizer": "soap", "hard_phase": 0.1},
+    "hard10": {"hard_phase": 0.1},
 }
 
 

@@ -1,5 +1,7 @@
 """Seed search: K candidate seeds per item train as one batch for the warm-up, the best continues,
 and its seed is the one the file holds."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,8 @@ from lotterycodec.cli import main  # noqa: E402
 from lotterycodec.decoder.backends import available_backends  # noqa: E402
 from lotterycodec.decoder.format import read_bitstream  # noqa: E402
 from lotterycodec.trainer.encode import encode_array, encode_arrays  # noqa: E402
-from lotterycodec.trainer.train import BatchedModel, evaluate, loss_terms, select_candidates  # noqa: E402
+from lotterycodec.trainer.presets import get_preset  # noqa: E402
+from lotterycodec.trainer.train import BatchedModel, Optimizers, evaluate, loss_terms, select_candidates  # noqa: E402
 
 from test_batched import _items  # noqa: E402
 
@@ -24,18 +27,25 @@ def test_select_keeps_each_items_lowest_loss_and_slices_the_optimizer():
     targets = torch.rand(4, 19, 26, 3)
     targets[1], targets[3] = targets[0], targets[2]
     lmbdas = torch.full((4,), 1e-3)
-    opt = torch.optim.Adam(batch.parameters(), lr=1e-3)
+    # SOAP for the networks: its Kronecker factors and eigenbases are per item too.
+    opt = Optimizers(batch, dataclasses.replace(get_preset("fast"), optimizer="soap"), 1e-3, 1e-3)
     loss_terms(batch, targets, lmbdas, mode="noise")[0].sum().backward()
     opt.step()
     loss = evaluate(batch, targets, lmbdas)
-    before = [opt.state[p]["exp_avg"].clone() for p in batch.parameters()]
+
+    def states():
+        return [{k: v.clone() for k, v in o.state[p].items() if torch.is_tensor(v) and v.dim()}
+                for o in opt.all for g in o.param_groups for p in g["params"]]
+    before = states()
+    assert any("QL" in s for s in before) and all("exp_avg" in s for s in before)
     expected = [int(np.argmin([loss[0]["loss"], loss[1]["loss"]])), 2 + int(np.argmin([loss[2]["loss"],
                                                                                          loss[3]["loss"]]))]
     assert expected[0] == 1  # the spoiled candidate lost
     kept = select_candidates(batch, opt, targets, lmbdas, 2)
     assert kept == expected and batch.batch == 2 and batch.latents[0].shape[0] == 2
-    for p, state in zip(batch.parameters(), before, strict=True):
-        assert torch.equal(opt.state[p]["exp_avg"], state[kept]) and p.shape[0] == 2
+    for now, then in zip(states(), before, strict=True):
+        assert now.keys() == then.keys() and all(torch.equal(now[k], then[k][kept]) for k in now)
+    assert all(p.shape[0] == 2 for p in batch.parameters())
     after = evaluate(batch, targets[kept], lmbdas[kept])
     assert [r["loss"] for r in after] == pytest.approx([loss[k]["loss"] for k in kept], rel=1e-5)
 

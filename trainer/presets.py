@@ -34,6 +34,15 @@ class Preset:
     # The last fraction of stage 1's steps train through hard rounding (straight-through), so
     # the networks meet the integers they will decode from while the learning rate still moves.
     hard_tail: float = 0.0
+    # The networks' optimizer in stage 1: "adam", or "soap" (Adam in Shampoo's eigenbasis, see
+    # optim.BatchedSOAP); the latents and the mask scores always use Adam.
+    optimizer: str = "adam"
+    # Cool-chic 5's last phase: this fraction of the steps trains the networks only (latents
+    # frozen at their integers, hard rounding, so the loss is the file's own but for the
+    # networks' quantization), with a fresh optimizer and the learning rate going from the first
+    # value to the second (the scores' scaled alike); each item keeps its best state.
+    hard_phase: float = 0.0
+    hard_phase_lr: tuple[float, float] = (1e-4, 1e-5)
 
 
 PRESETS = {

@@ -22,6 +22,7 @@ from ..decoder.config import SYNTH_DENSE
 from .model import (LotteryModel, arm_forward, latent_contexts, modulate, quantize_latents, rate_bits, synthesize,
                     top_k_masks, upsample)
 from .presets import Preset
+from .optim import BatchedSOAP
 from .threads import ThreadTuner
 
 GRAD_CLIP = 10.0
@@ -66,7 +67,7 @@ class BatchedModel(nn.Module):
         return len(self.kept)
 
     @torch.no_grad()
-    def keep(self, index: list[int], optimizer: torch.optim.Optimizer | None = None) -> None:
+    def keep(self, index: list[int], optimizers: list[torch.optim.Optimizer] = ()) -> None:
         """Shrinks the batch in place to the items at ``index`` (the seed search's survivors); the
         optimizer's per-parameter state is sliced alike, so training goes on where it was.
         Parameters are replaced, not resized: autograd keeps a leaf's shape in its gradient
@@ -80,7 +81,7 @@ class BatchedModel(nn.Module):
             for name, buf in list(module._buffers.items()):
                 if name.startswith("random_weight"):
                     module._buffers[name] = buf[idx.to(buf.device)].clone()
-        if optimizer is not None:
+        for optimizer in optimizers:
             for group in optimizer.param_groups:
                 group["params"] = [replaced[p] for p in group["params"]]
             for old, new in replaced.items():
@@ -123,10 +124,12 @@ class BatchedModel(nn.Module):
             return list(self.dense)
         return [getattr(self, f"random_weight{l}") * m for l, m in enumerate(top_k_masks(list(self.scores), self.kept))]
 
-    def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0, noise_std: float = 0.2):
-        """(B, H, W, 3) images in [0, 1] and (B,) rate estimates."""
+    def forward(self, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0, noise_std: float = 0.2,
+                per_phase: bool | None = None):
+        """(B, H, W, 3) images in [0, 1] and (B,) rate estimates. per_phase: see upsample (default:
+        on for "hard", the decoder's own multiplies)."""
         q = self.quantized_latents(mode, temperature, noise_a, noise_std)
-        up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard")
+        up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard" if per_phase is None else per_phase)
         image = synthesize(self.coords, self.synthesis_layers(), modulate(up, list(self.mod)), self.height, self.width)
         return image, self.rate_bits(q)
 
@@ -152,10 +155,50 @@ def clip_per_item(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     return norms
 
 
-def _param_groups(model: BatchedModel, lr: float, score_lr: float):
-    scores = {id(p) for p in model.scores}
-    rest = [p for p in model.parameters() if id(p) not in scores]
-    return [{"params": rest, "lr": lr}, {"params": list(model.scores), "lr": score_lr}]
+class Optimizers:
+    """The optimizers of one training phase, stepped together under one learning-rate factor
+    (each group's rate is its base rate times the factor): the latents and the mask scores on
+    Adam, the networks on Adam or SOAP (preset.optimizer)."""
+
+    def __init__(self, model: BatchedModel, preset: Preset, lr: float, score_lr: float, latents: bool = True):
+        scores = {id(p) for p in model.scores}
+        lat = {id(p) for p in model.latents}
+        nets = [p for p in model.parameters() if id(p) not in scores and id(p) not in lat]
+        groups = [{"params": list(model.scores), "lr": score_lr}]
+        if latents:
+            groups.append({"params": list(model.latents), "lr": lr})
+        if preset.optimizer == "soap":
+            self.all = [torch.optim.Adam(groups), BatchedSOAP(nets, lr=lr)]
+        elif preset.optimizer == "adam":
+            self.all = [torch.optim.Adam(groups + [{"params": nets, "lr": lr}])]
+        else:
+            raise ValueError(f"unknown optimizer {preset.optimizer!r} (adam or soap)")
+        for opt in self.all:
+            for group in opt.param_groups:
+                group["base_lr"] = group["lr"]
+        self.params = [p for opt in self.all for group in opt.param_groups for p in group["params"]]
+
+    def refresh_params(self) -> None:
+        """After BatchedModel.keep replaced the parameters."""
+        self.params = [p for opt in self.all for group in opt.param_groups for p in group["params"]]
+
+    def set_factor(self, factor: float) -> None:
+        for opt in self.all:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * factor
+
+    def zero_grad(self) -> None:
+        for opt in self.all:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for opt in self.all:
+            opt.step()
+
+
+def cosine(step: int, steps: int, start: float = 1.0, end: float = 0.0) -> float:
+    """The learning-rate factor at ``step`` of a cosine from start to end over ``steps``."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
 
 
 def _postfix(bar, loss, mse, bpp) -> None:
@@ -184,35 +227,74 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
     steps = preset.steps if steps is None else steps
     if model.batch % candidates:
         raise ValueError(f"a batch of {model.batch} rows is not {candidates} candidates per item")
+    hard_steps = round(preset.hard_phase * steps)
+    noisy_steps = steps - hard_steps
     kept_rows = list(range(model.batch))
     tuner = ThreadTuner(threads)
-    opt = torch.optim.Adam(_param_groups(model, preset.lr, preset.score_lr))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    params = list(model.parameters())
+    opt = Optimizers(model, preset, preset.lr, preset.score_lr)
     desc = "stage 1" if model.batch == 1 else f"stage 1 ({model.batch} items)"
-    bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(range(noisy_steps), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=0.5)
     for step in bar:
-        if candidates > 1 and step == min(warmup_steps, steps - 1):
+        if candidates > 1 and step == min(warmup_steps, noisy_steps - 1):
             kept_rows = select_candidates(model, opt, targets, lmbdas, candidates)
             targets, lmbdas = targets[kept_rows], lmbdas[kept_rows]
-            params = list(model.parameters())
             bar.set_description("stage 1" if model.batch == 1 else f"stage 1 ({model.batch} items)")
-        loss, mse, bpp = loss_terms(model, targets, lmbdas, **stage1_quantizer(preset, step, steps))
-        opt.zero_grad(set_to_none=True)
+        opt.set_factor(cosine(step, noisy_steps))
+        loss, mse, bpp = loss_terms(model, targets, lmbdas, **stage1_quantizer(preset, step, noisy_steps))
+        opt.zero_grad()
         loss.sum().backward()  # items share no parameter: each gets exactly its own gradient
-        clip_per_item(params, GRAD_CLIP)
+        clip_per_item(opt.params, GRAD_CLIP)
         opt.step()
-        sched.step()
         tuner.step_done()
-        if step % preset.log_every == 0 or step == steps - 1:
+        if step % preset.log_every == 0 or step == noisy_steps - 1:
             _postfix(bar, loss.detach(), mse.detach(), bpp.detach())
             if trace is not None:
                 trace.extend({"step": step, "row": r, "mse": m, "bpp": b}
                              for r, m, b in zip(kept_rows, mse.tolist(), bpp.tolist()))
+    if hard_steps:
+        hard_phase(model, targets, lmbdas, preset, hard_steps, progress, tuner, trace, kept_rows, noisy_steps)
     if preset.finetune_steps:
         finetune(model, targets, lmbdas, preset, progress, tuner=tuner)
     return [{**r, "threads": tuner.chosen, "candidate": row % candidates}
             for r, row in zip(evaluate(model, targets, lmbdas), kept_rows)]
+
+
+def hard_phase(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset, steps: int,
+               progress: bool, tuner: ThreadTuner, trace: list | None, rows: list[int], first_step: int) -> None:
+    """preset.hard_phase: the networks alone on the file's own integer latents (hard rounding:
+    the latents get no gradient and no optimizer), so the ARM learns the rate of the symbols it
+    will code and the synthesis the values it will decode. The loss each step measures is the
+    state's exact loss before that step's update, so each item keeps its best state for free."""
+    start, end = preset.hard_phase_lr
+    opt = Optimizers(model, preset, start, start * preset.score_lr / preset.lr, latents=False)
+    best = torch.full((model.batch,), float("inf"))
+    best_state = [p.detach().clone() for p in opt.params]
+    bar = tqdm(range(steps + 1), desc="hard phase", disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    for step in bar:
+        loss, mse, bpp = loss_terms(model, targets, lmbdas, mode="hard", per_phase=False)
+        current = loss.detach().cpu()
+        improved = current < best
+        if improved.any():
+            best = torch.where(improved, current, best)
+            with torch.no_grad():
+                for saved, p in zip(best_state, opt.params):
+                    saved[improved.to(p.device)] = p[improved.to(p.device)]
+        if step == steps:  # the last forward only measures the last update
+            break
+        opt.set_factor(cosine(step, steps, 1.0, end / start))
+        opt.zero_grad()
+        loss.sum().backward()
+        clip_per_item(opt.params, GRAD_CLIP)
+        opt.step()
+        tuner.step_done()
+        if step % preset.log_every == 0:
+            bar.set_postfix(best_loss=f"{best.mean().item():.5f}")
+            if trace is not None:
+                trace.extend({"step": first_step + step, "row": r, "mse": m, "bpp": b}
+                             for r, m, b in zip(rows, mse.tolist(), bpp.tolist()))
+    with torch.no_grad():
+        for saved, p in zip(best_state, opt.params):
+            p.copy_(saved)
 
 
 def stage1_quantizer(preset: Preset, step: int, steps: int) -> dict:
@@ -230,12 +312,13 @@ def stage1_quantizer(preset: Preset, step: int, steps: int) -> dict:
     return {"mode": "noise", "temperature": at(preset.temperature), "noise_a": at(preset.noise_a)}
 
 
-def select_candidates(model: BatchedModel, opt: torch.optim.Optimizer, targets: torch.Tensor, lmbdas: torch.Tensor,
+def select_candidates(model: BatchedModel, opt: Optimizers, targets: torch.Tensor, lmbdas: torch.Tensor,
                       candidates: int) -> list[int]:
     """Keeps each item's candidate with the lowest hard-rounded loss; returns the kept rows."""
     losses = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)]).reshape(-1, candidates)
     rows = [i * candidates + int(k) for i, k in enumerate(losses.argmin(dim=1))]
-    model.keep(rows, opt)
+    model.keep(rows, opt.all)
+    opt.refresh_params()
     return rows
 
 
@@ -249,14 +332,14 @@ def evaluate(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor) -
 def finetune(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset,
              progress: bool = True, eval_every: int = 10, tuner: ThreadTuner | None = None) -> None:
     """Straight-through rounding at a low rate, C3-style: each item keeps its own best state."""
-    opt = torch.optim.Adam(_param_groups(model, preset.finetune_lr, preset.finetune_lr))
-    params = list(model.parameters())
+    opt = Optimizers(model, preset, preset.finetune_lr, preset.finetune_lr)
+    params = opt.params
     best = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)])
     best_state = [p.detach().clone() for p in params]
     bar = tqdm(range(preset.finetune_steps), desc="stage 2", disable=not progress, dynamic_ncols=True)
     for step in bar:
         loss, _, _ = loss_terms(model, targets, lmbdas, mode="ste")
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.sum().backward()
         clip_per_item(params, GRAD_CLIP)
         opt.step()
