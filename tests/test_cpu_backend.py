@@ -54,6 +54,19 @@ def test_trained_file_matches_reference(trained):
     _same(trained.data)
 
 
+@pytest.mark.parametrize("exp", [0, 2])
+def test_large_activations_stay_within_one_level(trained, exp):
+    """A valid file need not be a trained one: the same integers read with a coarse modulation
+    step (2^-exp) drive the activations into the hundreds, where an approximate reciprocal in
+    a kernel table's GELU drifts by several levels (the AVX-512 table's 14-bit estimate did: 7).
+    Every table this CPU runs must stay within FORMAT §8's one level."""
+    from lotterycodec.decoder.format import read_bitstream, write_bitstream
+    bs = read_bitstream(trained.data)
+    cfg = bs.cfg.replace(mod_weight_step_exp=exp, mod_bias_step_exp=exp)
+    _same(write_bitstream(bs.width, bs.height, bs.seed, cfg, bs.networks, bs.mask_counts, bs.mask_words,
+                          bs.latent_words))
+
+
 @pytest.mark.parametrize("width,height,arch", [(1, 1, {}), (33, 17, {"stripe_height": 4}), (2, 1360, {}),
                                                (1, 2160, {"arm_layers": 0}), (9, 7, {"ups_kernel_size": 12,
                                                                                     "arm_context": 0})])

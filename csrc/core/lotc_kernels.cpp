@@ -45,8 +45,9 @@ void to_rgb8_scalar(const float* const* z, int n, uint8_t* rgb) {
 void arm_layer_scalar(const int32_t* x, const ArmLayer& layer, int shift, bool relu, int32_t* y) {
     for (int o = 0; o < layer.fan_out; ++o) {
         int32_t acc = layer.bias[o];
-        const int32_t* w = layer.weight_t.data() + o;
-        for (int i = 0; i < layer.fan_in; ++i) acc += w[size_t(i) * layer.padded_out] * x[i];
+        // Indexed, not a pointer formed up front: with no inputs (arm_context = 0) weight_t is
+        // empty and data() + o would be arithmetic on a null pointer (UBSan, clang).
+        for (int i = 0; i < layer.fan_in; ++i) acc += layer.weight_t[size_t(i) * layer.padded_out + o] * x[i];
         int32_t v = acc >> shift;  // arithmetic shift: the spec's floor rounding
         y[o] = (relu && v < 0) ? 0 : v;
     }

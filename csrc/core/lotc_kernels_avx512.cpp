@@ -18,6 +18,9 @@ namespace {
 // vscalefps multiplies by 2^floor(t) itself (it floors its second operand) and saturates to 0 and
 // +inf (no clamping). p: a degree-4 fit of 2^f on [0, 1), 2.7e-6 relative at most.
 LOTC_AVX512 inline __m512 exp2_avx512(__m512 t) {
+    // Clamped as in the AVX2 table: 2^t stays finite, so 1 + 2^t is a normal number whose
+    // reciprocal a Newton step can refine (1 / inf would turn it into NaN).
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-125.0f)), _mm512_set1_ps(125.0f));
     const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     __m512 p = _mm512_set1_ps(1.3534166e-2f);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.2011468e-2f));
@@ -27,9 +30,14 @@ LOTC_AVX512 inline __m512 exp2_avx512(__m512 t) {
     return _mm512_scalef_ps(p, t);
 }
 
-// 1 / d for d >= 1 (+inf gives 0): the 14-bit estimate, 6e-5 relative at most, which no 8-bit
-// output can see (a Newton step would turn 1 / inf into NaN).
-LOTC_AVX512 inline __m512 reciprocal_avx512(__m512 d) { return _mm512_rcp14_ps(d); }
+// 1 / d for d in [1, 2^126]: the 14-bit estimate and one Newton step (about 2^-23 relative). The
+// estimate alone (6e-5 relative) is invisible in trained files but not in every valid one: with
+// large activations (e.g. mod_weight_step_exp = 0) the error grows through the layers, and one
+// such file decoded 7 levels from the reference (FORMAT §8 promises one).
+LOTC_AVX512 inline __m512 reciprocal_avx512(__m512 d) {
+    const __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
 
 LOTC_AVX512 inline __m512 gelu_avx512(__m512 x) {
     const __m512 t = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(-0.10294324f), _mm512_mul_ps(x, x),
