@@ -1,0 +1,134 @@
+// Internal to the decoder core (not installed): the format's constants, byte reading and CRCs,
+// the config record. Shared by every stage's source file.
+#pragma once
+
+#include "lotc_decoder.h"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lotc::detail {
+
+constexpr int kResidualMax = 127;
+constexpr int kSymbols = 2 * kResidualMax + 1;
+constexpr int kMuSteps = 8, kScales = 48, kScaleStepsPerOctave = 4, kLog2ScaleMin = -4;
+constexpr int kPrecision = 24;
+constexpr int64_t kArmParamMax = 1 << 15;
+constexpr int64_t kNetValueMax = 1 << 20;
+constexpr int kVersion = 2;
+// Networks section: a uniform table symbol per tensor; escapes in base-64 digits with a continuation bit.
+constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kEscapeSymbols = 2 << kEscapeDigitBits,
+              kMaxEscapeDigits = 4;
+constexpr int kMaxSide = 16384;
+constexpr int64_t kMaxPixels = int64_t(1) << 26;
+// A latent costs more than 1/2839 bit and a stream ends where its words do (RangeDecoder::finish),
+// so a substream of L bits holds at most L * 2839 latents (docs/FORMAT.md 6.5).
+constexpr int64_t kMaxSymbolsPerBit = 2839;
+constexpr uint32_t kTablesCrc = 0x44fc33aa;
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+[[noreturn]] inline void fail(const std::string& msg) { throw DecodeError(msg); }
+
+inline uint32_t crc32(const uint8_t* p, size_t n) {
+    static const std::array<uint32_t, 256> table = [] {
+        std::array<uint32_t, 256> t{};
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+inline uint64_t read_le(const uint8_t* p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+// A LEB128 varint of at most max_bytes bytes within p[0, n); max_bytes <= 10, and a 10-byte one
+// must fit 64 bits.
+inline uint64_t read_varint(const uint8_t* p, size_t n, size_t& at, int max_bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < max_bytes; ++i) {
+        if (at >= n) fail("varint truncated");
+        const uint8_t b = p[at++];
+        if (i == 9 && (b & 0x7E)) fail("varint above 2^64 - 1");
+        v |= uint64_t(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) return v;
+    }
+    fail("varint too long");
+}
+
+inline std::vector<uint32_t> section_words(const uint8_t* p, size_t n) {
+    if (n % 4) fail("section is not a whole number of 32-bit words");
+    std::vector<uint32_t> w(n / 4);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = uint32_t(read_le(p + 4 * i, 4));
+    return w;
+}
+
+// ------------------------------------------------------------------------------ config
+
+struct Config {
+    int64_t n_grids, latent_bound, stripe_height, shared_max_pixels, arm_context, arm_layers, arm_width,
+        arm_frac_bits, ups_kernel_size, ups_step_exp, mod_width, mod_out, mod_weight_step_exp,
+        mod_bias_step_exp, synth_width0, synth_width1, synth_width2, synth_mode, kept_weights;
+};
+
+struct FieldSpec {
+    FieldRange range;
+    int64_t Config::*member;
+};
+
+inline const std::vector<FieldSpec>& field_specs() {
+    static const std::vector<FieldSpec> specs = {
+        {{"n_grids", 1, 8}, &Config::n_grids},
+        {{"latent_bound", 1, 64}, &Config::latent_bound},
+        {{"stripe_height", 1, 65535}, &Config::stripe_height},
+        {{"shared_max_pixels", 0, kMaxPixels}, &Config::shared_max_pixels},
+        {{"arm_context", 0, 32}, &Config::arm_context},
+        {{"arm_layers", 0, 4}, &Config::arm_layers},
+        {{"arm_width", 1, 64}, &Config::arm_width},
+        {{"arm_frac_bits", 1, 12}, &Config::arm_frac_bits},
+        {{"ups_kernel_size", 4, 12}, &Config::ups_kernel_size},
+        {{"ups_step_exp", 0, 24}, &Config::ups_step_exp},
+        {{"mod_width", 1, 64}, &Config::mod_width},
+        {{"mod_out", 1, 16}, &Config::mod_out},
+        {{"mod_weight_step_exp", 0, 24}, &Config::mod_weight_step_exp},
+        {{"mod_bias_step_exp", 0, 24}, &Config::mod_bias_step_exp},
+        {{"synth_width0", 1, 64}, &Config::synth_width0},
+        {{"synth_width1", 1, 64}, &Config::synth_width1},
+        {{"synth_width2", 1, 64}, &Config::synth_width2},
+        {{"synth_mode", 0, 1}, &Config::synth_mode},
+        {{"kept_weights", 0, int64_t(1) << 20}, &Config::kept_weights},
+    };
+    return specs;
+}
+
+struct LayerShape {
+    int fan_in, fan_out;
+};
+
+inline std::vector<LayerShape> synth_in_out(const Config& c) {
+    int mo = int(c.mod_out), mw = int(c.mod_width);
+    int w0 = int(c.synth_width0), w1 = int(c.synth_width1), w2 = int(c.synth_width2);
+    return {{2, w0}, {w0 + 2 * mo, w1}, {w1 + 3 * mo, w2}, {w2 + 3 * mo + mw, 3}};
+}
+
+inline std::vector<std::pair<int, int>> grid_shapes(const Config& c, int height, int width) {
+    std::vector<std::pair<int, int>> s;
+    for (int l = 0; l < c.n_grids; ++l) s.push_back({(height + (1 << l) - 1) >> l, (width + (1 << l) - 1) >> l});
+    return s;
+}
+
+}  // namespace lotc::detail
