@@ -36,7 +36,7 @@ def _report(result, image: np.ndarray, output, backend: str) -> dict:
 
 
 def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *, lmbda: float = 1e-3,
-           kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
+           kept_ratio: float | None = None, preset: str = "cpu", steps: int | None = None, seed: int = 1,
            device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None,
            finetune_steps: int | None = None, threads: int | None = None, seeds: int | None = None) -> dict:
     """Encode an image (path or (H, W, 3) uint8 array) and write the file; the summary reports the
@@ -56,7 +56,7 @@ def encode(source: str | Path | np.ndarray, output: str | Path | None = None, *,
 
 
 def encode_many(sources: list[str | Path], out_dir: str | Path, *, batch: int = 8, lmbda: float = 1e-3,
-                kept_ratio: float = 0.7, preset: str = "cpu", steps: int | None = None, seed: int = 1,
+                kept_ratio: float | None = None, preset: str = "cpu", steps: int | None = None, seed: int = 1,
                 device: str = "cpu", progress: bool = False, backend: str = "auto", arch: dict | None = None,
                 finetune_steps: int | None = None, threads: int | None = None,
                 seeds: int | None = None) -> list[dict]:
@@ -72,6 +72,8 @@ def encode_many(sources: list[str | Path], out_dir: str | Path, *, batch: int = 
         raise ValueError(f"two inputs would write the same file: {', '.join(clashes)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in names:  # every output checked before minutes of training, not after
+        check_writable(out / f"{name}.lotc")
     images = [_as_image(s) for s in sources]  # every input is read (and refused) before any training
     by_size: dict[tuple, list[int]] = {}
     for i, im in enumerate(images):

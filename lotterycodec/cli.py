@@ -156,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch", type=int, default=8,
                    help="images of one size trained at once in one batched model (several inputs)")
     e.add_argument("--lmbda", type=float, default=1e-3, help="rate weight: larger = smaller file")
-    e.add_argument("--kept-ratio", type=float, default=0.7,
-                   help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this)")
+    e.add_argument("--kept-ratio", type=float, default=None,
+                   help="fraction of the random synthesis weights kept (the authors' --sparsity is 1 - this; "
+                        "default: the preset's, 0.7 for most)")
     e.add_argument("--preset", default="cpu", choices=list(PRESETS), help=_PRESET_HELP)
     e.add_argument("--steps", type=int, default=None, help="override the preset's stage-1 step count")
     e.add_argument("--finetune-steps", type=int, default=None,
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--crop", type=int, default=0, help="centre crops of N x N (0: whole images)")
     ev.add_argument("--images", default="", help="comma list of image names (default: every PNG)")
     ev.add_argument("--codecs", default="jpeg,webp,avif,jxl", help="classical codecs measured in the same run")
-    ev.add_argument("--kept-ratio", type=float, default=0.7)
+    ev.add_argument("--kept-ratio", type=float, default=None, help="default: the preset's")
     ev.add_argument("--arch", nargs="*", metavar="FIELD=INT", help="architecture fields to change")
     ev.add_argument("--out", default="eval_out", help="output folder (finished encodes in it are reused)")
     ev.add_argument("--batch", type=int, default=8,

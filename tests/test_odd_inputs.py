@@ -115,6 +115,18 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, capsys, bundl
     assert "not writable" in capsys.readouterr().err
 
 
+def test_many_outputs_are_checked_before_training(tmp_path, capsys, bundled_image):
+    """Several inputs: an output that cannot be written (here a folder in its place, which root
+    cannot write either) is refused before any training (100 000 steps would take hours)."""
+    a = _save(tmp_path, "a.png", Image.fromarray(bundled_image[:16, :16]))
+    b = _save(tmp_path, "b.png", Image.fromarray(bundled_image[16:32, :16]))
+    out = tmp_path / "out"
+    (out / "b.lotc").mkdir(parents=True)
+    assert main(["encode", str(a), str(b), "-o", str(out), "--steps", "100000"]) != 0
+    assert "is a folder" in capsys.readouterr().err
+    assert not (out / "a.lotc").exists()
+
+
 def _limited_file_size():
     import resource
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

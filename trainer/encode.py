@@ -80,7 +80,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7, preset: str = "cpu",
+def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float | None = None, preset: str = "cpu",
                  steps: int | None = None, seed: int = 1, device: str = "cpu",
                  arch: dict | None = None, finetune_steps: int | None = None,
                  progress: bool = True, threads: int | None = None, seeds: int | None = None) -> EncodeResult:
@@ -90,13 +90,14 @@ def encode_array(image: np.ndarray, lmbda: float = 1e-3, kept_ratio: float = 0.7
                          progress, threads, seeds)[0]
 
 
-def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float], seeds: list[int],
+def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: list[float | None], seeds: list[int],
                   preset: str | Preset = "cpu", steps: int | None = None, device: str = "cpu",
                   arch: dict | None = None, finetune_steps: int | None = None, progress: bool = True,
                   threads: int | None = None, n_seeds: int | None = None,
                   trace: list | None = None) -> list[EncodeResult]:
     """B overfits trained at once in one batched model (images of one size; per item its own
-    lambda, kept ratio and seed), then B independent files, each what encode_array would write.
+    lambda, kept ratio (None: the preset's) and seed), then B independent files, each what
+    encode_array would write.
     Items whose lambdas call for different architectures (the preset's low-rate one) train in one
     batch per architecture. threads: torch threads (None: chosen by measuring, trainer.threads).
     n_seeds: seed search, K candidate seeds per item (seed, seed + 1, ...) trained together for the
@@ -111,6 +112,7 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
         raise ValueError("a batch holds images of one size: " + ", ".join(
             sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})))
     chosen = get_preset(preset)
+    kept_ratios = [chosen.kept_ratio if k is None else k for k in kept_ratios]
     if finetune_steps is not None:
         chosen = dataclasses.replace(chosen, finetune_steps=finetune_steps)
     groups: dict[tuple, list[int]] = {}

@@ -248,7 +248,7 @@ def versions() -> dict[str, str]:
 
 def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps: int | None = None,
         crop: int = 0, images: list[str] | None = None, codecs: list[str] | None = None,
-        kept_ratio: float = 0.7, arch: dict | None = None, batch: int = 8, device: str = "cpu",
+        kept_ratio: float | None = None, arch: dict | None = None, batch: int = 8, device: str = "cpu",
         cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print,
         threads: int | None = None, seeds: int | None = None) -> dict:
     """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes.
@@ -258,6 +258,9 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
 
     from .jobs import run_jobs
 
+    from .presets import get_preset
+
+    kept_ratio = get_preset(preset).kept_ratio if kept_ratio is None else kept_ratio  # recorded as a number
     codecs = list(CLASSICAL) if codecs is None else codecs
     unknown = set(codecs) - set(CLASSICAL)
     if unknown:

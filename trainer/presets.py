@@ -9,6 +9,7 @@ class Preset:
     name: str
     steps: int                 # stage 1: noise + soft-round annealing, cosine learning rate
     finetune_steps: int = 0    # stage 2: straight-through rounding, reset-to-best (0 = off)
+    kept_ratio: float = 0.7    # the mask's kept fraction when the caller gives none
     lr: float = 1e-2
     score_lr: float = 1e-1
     finetune_lr: float = 1e-4
