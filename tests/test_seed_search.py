@@ -61,11 +61,12 @@ def test_the_chosen_seed_is_written_and_decodes_on_every_backend(small_image, tm
 
 def test_seed_search_equals_training_the_kept_seed_alone_through_the_warmup(small_image):
     """With the warm-up as long as training, the search is K independent runs and a choice: the
-    file is the one the kept seed gives on its own."""
+    file is the one the kept seed gives on its own, byte for byte (with Adam for the networks: SOAP's
+    early eigenbases turn on rounding, which differs between a batch and a single item)."""
     from lotterycodec.trainer import presets
     preset = presets.PRESETS["fast"]
     try:
-        presets.PRESETS["fast"] = type(preset)(**{**preset.__dict__, "seed_warmup": 1.0})
+        presets.PRESETS["fast"] = type(preset)(**{**preset.__dict__, "seed_warmup": 1.0, "optimizer": "adam"})
         searched = encode_arrays([small_image] * 2, [1e-3, 4e-3], [0.7, 0.7], [1, 1], "fast", 30, n_seeds=2,
                                  progress=False)
         for r, lmbda in zip(searched, (1e-3, 4e-3)):
