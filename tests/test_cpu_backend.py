@@ -289,6 +289,27 @@ def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
                              env=env)
         assert "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr[:400]
         assert out.returncode in ((0, 1) if want is None else (want,)), (k, out.stderr)
+    # The fuzz target's replay driver over the committed seed corpus (csrc/fuzz), same sanitizers.
+    corpus = ROOT / "csrc" / "fuzz" / "corpus"
+    out = subprocess.run([str(build / "lotc-fuzz-replay"), str(corpus)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr and "runtime error" not in out.stderr, out.stderr[:400]
+    assert out.stdout.strip() == f"replayed {len(list(corpus.iterdir()))} inputs"
+
+
+def test_fuzz_corpus_valid_and_hostile_files_are_what_their_names_say():
+    """The seed corpus holds valid files (their names: a configuration and a size) and hostile
+    ones; the reference and the C++ core agree on which is which."""
+    corpus = sorted((ROOT / "csrc" / "fuzz" / "corpus").iterdir())
+    valid = {"tiny_1x1", "odd_45x23", "default_32x24", "no_context_9x7", "no_hidden_2x40", "wide_arm_17x33"}
+    assert valid <= {p.stem for p in corpus}
+    for path in corpus:
+        data = path.read_bytes()
+        if path.stem in valid:
+            _same(data)
+        elif not path.stem.startswith(("resealed_", "mod_step_0")):  # those may happen to be valid
+            for decode in (reference.decode, cpu):
+                with pytest.raises(FormatError):
+                    decode(data)
 
 
 def test_any_thread_count_gives_identical_output(trained):

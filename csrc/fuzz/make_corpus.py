@@ -1,0 +1,81 @@
+"""Writes the seed corpus of the fuzz target (csrc/fuzz/corpus): small valid files of several
+configurations and sizes, and the hostile shapes every decoder must refuse (junk after a
+section, doubled or empty substreams, a coarse step, truncations, resealed byte flips).
+
+    python csrc/fuzz/make_corpus.py      # from the repository root; rewrites the folder
+
+libFuzzer adds what it finds to the folder it is given; commit finds that reached new code.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from lotterycodec.decoder.config import ArchConfig
+from lotterycodec.decoder.format import read_bitstream, write_bitstream
+from lotterycodec.decoder.synthetic import synthetic_bitstream
+
+OUT = Path(__file__).with_name("corpus")
+
+
+def reseal(data: bytes) -> bytes:
+    b = bytearray(data)
+    h = b[5]
+    if 10 <= h <= len(b) - 4:
+        struct.pack_into("<I", b, h - 4, zlib.crc32(bytes(b[:h - 4])))
+        struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[h:-4])))
+    return bytes(b)
+
+
+def rewrite(data: bytes, **parts) -> bytes:
+    bs = read_bitstream(data)
+    fields = dict(networks=bs.networks, mask_counts=bs.mask_counts, mask_words=bs.mask_words,
+                  latent_words=bs.latent_words, cfg=bs.cfg)
+    fields.update(parts)
+    return write_bitstream(bs.width, bs.height, bs.seed, **fields)
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*"):
+        old.unlink()
+    small = dict(stripe_height=4, shared_max_pixels=16)
+    valid = {
+        "tiny_1x1": synthetic_bitstream(1, 1, ArchConfig(arm_context=8, arm_width=8, kept_weights=300, **small)),
+        "odd_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900, **small)),
+        "default_32x24": synthetic_bitstream(32, 24, ArchConfig(kept_weights=1206, **small), seed=7),
+        "no_context_9x7": synthetic_bitstream(9, 7, ArchConfig(arm_context=0, ups_kernel_size=12, kept_weights=500,
+                                                               **small)),
+        "no_hidden_2x40": synthetic_bitstream(2, 40, ArchConfig(arm_layers=0, kept_weights=700, **small)),
+        "wide_arm_17x33": synthetic_bitstream(17, 33, ArchConfig(arm_context=32, arm_width=64, kept_weights=1000,
+                                                                 **small)),
+    }
+    files = dict(valid)
+    base = valid["odd_45x23"]
+    bs = read_bitstream(base)
+    junk = np.array([0x12345678], np.uint32)
+    files.update({
+        "networks_junk_word": rewrite(base, networks=bs.networks + junk.tobytes()),
+        "mask_junk_word": rewrite(base, mask_words=np.concatenate([bs.mask_words, junk])),
+        "substreams_doubled": rewrite(base, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
+        "substreams_empty": rewrite(base, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
+        "mod_step_0": rewrite(base, cfg=bs.cfg.replace(mod_weight_step_exp=0, mod_bias_step_exp=0)),
+        "truncated": base[:len(base) // 2],
+        "trailing_byte": base + b"\0",
+    })
+    rng = np.random.default_rng(0)
+    for k in range(12):  # resealed byte changes: past the CRCs into the parsers and the coder
+        bad = bytearray(base)
+        for j in rng.integers(6, len(bad) - 4, 3):
+            bad[int(j)] = int(rng.integers(0, 256))
+        files[f"resealed_{k:02d}"] = reseal(bytes(bad))
+    for name, data in files.items():
+        (OUT / f"{name}.lotc").write_bytes(data)
+    print(f"{len(files)} files in {OUT}")
+
+
+if __name__ == "__main__":
+    main()
