@@ -146,6 +146,30 @@ class Decoded:
     times: dict[str, float] = field(default_factory=dict)
 
 
+def live_neurons(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Indices of the hidden neurons of each hidden layer that can change the output (the stage every
+    fast backend runs before the synthesis: C++ pack_synthesis, Triton prepare; this decoder keeps
+    the dead neurons, whose terms are exact zeros).
+
+    weights[l]: (out, in) masked, hidden input columns first. A neuron with no kept input is
+    GELU(0) = 0 and one with no kept output is never read; removing one can starve another, so
+    the sweep repeats until nothing changes."""
+    nz = [np.asarray(w) != 0 for w in weights]
+    live = [np.ones(w.shape[0], bool) for w in weights[:-1]]
+    while True:
+        before = [a.copy() for a in live]
+        for l in range(len(live)):
+            fan_in = nz[l][:, :live[l - 1].size][:, live[l - 1]] if l else nz[l]
+            fans_in_mods = nz[l][:, live[l - 1].size:] if l else np.zeros((nz[l].shape[0], 0), bool)
+            live[l] &= fan_in.any(axis=1) | fans_in_mods.any(axis=1)
+            nxt = nz[l + 1][:, :live[l].size]
+            if l + 1 < len(live):
+                nxt = nxt[live[l + 1]]
+            live[l] &= nxt.any(axis=0)
+        if all(np.array_equal(a, b) for a, b in zip(live, before)):
+            return [np.flatnonzero(a) for a in live]
+
+
 def masked_weights(bs: Bitstream) -> list[np.ndarray]:
     in_out = bs.cfg.synth_in_out
     masks = decode_mask(bs.mask_counts, bs.mask_words, in_out)

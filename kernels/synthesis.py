@@ -35,6 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..decoder.reference import live_neurons
+
 BLOCK = 128  # x 4 warps: one pixel per lane; the fastest of six launch shapes on an H200 at 4K
 NUM_WARPS = 4
 
@@ -150,28 +152,6 @@ def kernels(n_latents: int, mod_out: int, n1: int) -> dict:
     namespace = {"triton": triton, "tl": tl, "_gelu": _gelu}
     exec(compile(src, name, "exec"), namespace)
     return {k: namespace[k] for k in ("head_kernel", "conv_kernel", "fused_kernel")}
-
-
-def live_neurons(weights: list[np.ndarray]) -> list[np.ndarray]:
-    """Indices of the hidden neurons of each hidden layer that can change the output.
-
-    weights[l]: (out, in) masked, hidden input columns first. A neuron with no kept input is
-    GELU(0) = 0 and one with no kept output is never read; removing one can starve another, so
-    the sweep repeats until nothing changes."""
-    nz = [np.asarray(w) != 0 for w in weights]
-    live = [np.ones(w.shape[0], bool) for w in weights[:-1]]
-    while True:
-        before = [a.copy() for a in live]
-        for l in range(len(live)):
-            fan_in = nz[l][:, :live[l - 1].size][:, live[l - 1]] if l else nz[l]
-            fans_in_mods = nz[l][:, live[l - 1].size:] if l else np.zeros((nz[l].shape[0], 0), bool)
-            live[l] &= fan_in.any(axis=1) | fans_in_mods.any(axis=1)
-            nxt = nz[l + 1][:, :live[l].size]
-            if l + 1 < len(live):
-                nxt = nxt[live[l + 1]]
-            live[l] &= nxt.any(axis=0)
-        if all(np.array_equal(a, b) for a, b in zip(live, before)):
-            return [np.flatnonzero(a) for a in live]
 
 
 @dataclass

@@ -17,7 +17,8 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 from lotterycodec.kernels import synthesis  # noqa: E402
-from lotterycodec.kernels.synthesis import _gelu, live_neurons, prepare, run  # noqa: E402
+from lotterycodec.decoder.reference import live_neurons  # noqa: E402
+from lotterycodec.kernels.synthesis import _gelu, prepare, run  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
