@@ -3,7 +3,7 @@
 centre crops at one lambda, all crops as one batch.
 
     python benchmarks/schedule_study.py DATASET_DIR --images kodim03,kodim05,kodim14,kodim23 \
-        --lmbda 1e-3 --preset cpu --variants baseline,lr2e-2 --threads 1 --out OUT
+        --lmbda 1e-3 --preset cpu --variants adam_kumaraswamy,soap_gauss_cc5 --threads 1 --out OUT
 
 Per variant and crop: the file's bytes and the decoded PSNR, and the fixed-lambda loss the
 trainer minimises, D + lambda R (D: MSE on [0, 1] of the decoded file, R: file bits per pixel).
@@ -29,24 +29,26 @@ from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 from lotterycodec.trainer.encode import encode_arrays
 from lotterycodec.trainer.presets import get_preset, item_arch, item_steps
 
-# Each variant: Preset fields changed from the preset named on the command line.
+# Each variant: Preset fields changed from the preset named on the command line. Each names
+# every field it depends on, so its result does not move when a default changes; "preset" is the
+# preset as it stands.
+_ADAM_KUMARASWAMY = {"optimizer": "adam", "noise_std": None, "temperature": (0.3, 0.1), "noise_a": (2.0, 1.0)}
+_SOAP_KUMARASWAMY = {**_ADAM_KUMARASWAMY, "optimizer": "soap"}
+_GAUSS_CC5 = {"noise_std": (0.22, 0.15), "temperature": (0.35, 0.08)}
 VARIANTS = {
-    "baseline": {},
-    "lr2e-2": {"lr": 2e-2},
-    "lr5e-3": {"lr": 5e-3},
-    "score_lr3e-1": {"score_lr": 3e-1},
-    "score_lr3e-2": {"score_lr": 3e-2},
-    "anneal_wide": {"temperature": (0.35, 0.08)},
-    "uniform_noise": {"noise_a": (1.0, 1.0)},
-    "peaked_noise": {"noise_a": (3.0, 1.5)},
-    "gauss_cc5": {"noise_std": (0.22, 0.15), "temperature": (0.35, 0.08)},
-    "gauss": {"noise_std": (0.22, 0.15)},
-    "hard_tail10": {"hard_tail": 0.1},
-    "hard_tail20": {"hard_tail": 0.2},
-    "soap": {"optimizer": "soap"},
-    "soap_gauss_cc5": {"optimizer": "soap", "noise_std": (0.22, 0.15), "temperature": (0.35, 0.08)},
-    "soap_hard10": {"optimizer": "soap", "hard_phase": 0.1},
-    "hard10": {"hard_phase": 0.1},
+    "preset": {},
+    # the defaults until 2026-12-05: Adam, Kumaraswamy noise 2 -> 1, soft-round temperature 0.3 -> 0.1
+    "adam_kumaraswamy": _ADAM_KUMARASWAMY,
+    "adam_kumaraswamy_lr2e-2": {**_ADAM_KUMARASWAMY, "lr": 2e-2},
+    "adam_kumaraswamy_hard_tail20": {**_ADAM_KUMARASWAMY, "hard_tail": 0.2},
+    "adam_gauss_cc5": {**_ADAM_KUMARASWAMY, **_GAUSS_CC5},
+    "soap_kumaraswamy": _SOAP_KUMARASWAMY,
+    "soap_kumaraswamy_hard10": {**_SOAP_KUMARASWAMY, "hard_phase": 0.1},
+    # the defaults since 2026-12-06
+    "soap_gauss_cc5": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5},
+    "soap_gauss_cc5_lr2e-2": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "lr": 2e-2},
+    "soap_gauss_cc5_score_lr3e-1": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "score_lr": 3e-1},
+    "soap_gauss_cc5_hard10": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "hard_phase": 0.1},
 }
 
 
@@ -115,7 +117,7 @@ def main() -> None:
     ap.add_argument("--lmbda", type=float, default=1e-3)
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the preset's for this lambda)")
-    ap.add_argument("--variants", default="baseline", help=f"comma-separated; known: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="preset", help=f"comma-separated; known: {', '.join(VARIANTS)}")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
