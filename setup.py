@@ -16,7 +16,8 @@ setup(
     version="0.1.0",
     description="LotteryCodec: an overfitted neural image codec with a masked random synthesis network",
     python_requires=">=3.10",
-    packages=["lotterycodec", "lotterycodec.decoder", "lotterycodec.trainer", "lotterycodec.kernels"],
+    packages=["lotterycodec", "lotterycodec.evaluation", "lotterycodec.decoder", "lotterycodec.trainer",
+              "lotterycodec.kernels"],
     package_dir={
         "lotterycodec": "lotterycodec",
         "lotterycodec.decoder": "decoder",
@@ -24,7 +25,7 @@ setup(
         "lotterycodec.kernels": "kernels",
     },
     package_data={"lotterycodec.decoder": ["data/*.npy"], "lotterycodec": ["data/*.png"],
-                  "lotterycodec.trainer": ["data/*.tsv"]},
+                  "lotterycodec.evaluation": ["*.tsv"]},
     # The decoder needs only these; the trainer (encoder) adds torch.
     install_requires=["numpy>=1.24", "pillow>=10", "constriction>=0.4,<0.6", "tqdm>=4.60"],
     extras_require={

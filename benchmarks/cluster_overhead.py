@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from lotterycodec.trainer import evaluate
+from lotterycodec import evaluation as evaluate
 
 
 def main(argv=None) -> int:

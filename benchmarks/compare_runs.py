@@ -16,7 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from lotterycodec.trainer.evaluate import OUR_NAME, curves_of
+from lotterycodec.evaluation.curves import OUR_NAME, curves_of
 from mix_rd import percent, read_rows
 
 

@@ -17,7 +17,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from lotterycodec.trainer.evaluate import OUR_NAME, Row, bd_rate, curves_of
+from lotterycodec.evaluation.curves import OUR_NAME, bd_rate, curves_of
+from lotterycodec.evaluation.metrics import Row
 
 
 def read_rows(run: Path) -> list[Row]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from lotterycodec.decoder.imageio import load_image
 from lotterycodec.trainer.encode import encode_array
-from lotterycodec.trainer.evaluate import center_crop
+from lotterycodec.decoder.imageio import center_crop
 from lotterycodec.trainer.threads import available_cores
 
 

@@ -121,7 +121,7 @@ def _print_bench(report: dict) -> None:
 
 def _eval(args) -> dict:
     try:
-        from .trainer.evaluate import run
+        from .evaluation import run
     except ImportError as exc:
         raise RuntimeError(f"eval encodes, so it needs the trainer: pip install 'lotterycodec[train,eval]' ({exc})")
     _allow_worker_processes()

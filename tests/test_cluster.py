@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
 
-from lotterycodec.trainer import evaluate, jobs  # noqa: E402
+from lotterycodec import evaluation as evaluate  # noqa: E402
+from lotterycodec.evaluation import jobs  # noqa: E402
 
 SETTINGS = dict(lmbdas=[1e-2, 1e-3], preset="fast", steps=4, codecs=["jpeg"], batch=1, progress=False,
                 arch={"stripe_height": 8, "shared_max_pixels": 64})

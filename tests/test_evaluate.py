@@ -8,7 +8,9 @@ from PIL import Image
 from lotterycodec.cli import main
 
 pytest.importorskip("torch")
-evaluate = pytest.importorskip("lotterycodec.trainer.evaluate")
+pytest.importorskip("bjontegaard")
+from lotterycodec.evaluation import curves, metrics  # noqa: E402
+from lotterycodec.evaluation import report as eval_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +73,9 @@ def test_eval_bad_input_is_one_line(dataset, tmp_path, capsys):
 def test_bd_rate_matches_a_known_shift():
     anchor = [{"bpp": b, "psnr": p} for b, p in [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]]
     test = [{"bpp": 0.8 * q["bpp"], "psnr": q["psnr"]} for q in anchor]  # 20 % fewer bits everywhere
-    value, lo, hi = evaluate.bd_rate(anchor, test)
+    value, lo, hi = curves.bd_rate(anchor, test)
     assert value == pytest.approx(-20.0, abs=0.01) and (lo, hi) == (28.0, 37.0)
-    assert evaluate.bd_rate(anchor, [{"bpp": 1, "psnr": 40.0}, {"bpp": 2, "psnr": 41.0}]) is None
+    assert curves.bd_rate(anchor, [{"bpp": 1, "psnr": 40.0}, {"bpp": 2, "psnr": 41.0}]) is None
 
 
 def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
@@ -86,20 +88,20 @@ def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
 
     def run(name, rows):
         (tmp_path / name).mkdir()
-        evaluate.write_per_image(tmp_path / name, rows)
+        eval_report.write_per_image(tmp_path / name, rows)
         return tmp_path / name
 
     def rows(codec, image, scale):
-        return [evaluate.Row(codec, str(i), image, 8, 8, 8, scale * b, p, None, 1.0, 0.1)
+        return [metrics.Row(codec, str(i), image, 8, 8, 8, scale * b, p, None, 1.0, 0.1)
                 for i, (b, p) in enumerate(curve)]
 
-    a = run("a", rows(evaluate.OUR_NAME, "x", 1.0) + rows("webp", "x", 1.25) + rows(evaluate.OUR_NAME, "y", 9.0))
-    b = run("b", rows(evaluate.OUR_NAME, "x", 0.8) + rows("webp", "x", 5.0))
+    a = run("a", rows(curves.OUR_NAME, "x", 1.0) + rows("webp", "x", 1.25) + rows(curves.OUR_NAME, "y", 9.0))
+    b = run("b", rows(curves.OUR_NAME, "x", 0.8) + rows("webp", "x", 5.0))
     report = compare_runs.compare(a, b, "longer")
-    assert report["images"] == ["x"] and set(report["curves"]) == {evaluate.OUR_NAME, "webp", "longer"}
+    assert report["images"] == ["x"] and set(report["curves"]) == {curves.OUR_NAME, "webp", "longer"}
     bd = report["bd_rate_percent"]
-    assert bd[f"longer vs {evaluate.OUR_NAME}"] == pytest.approx(-20.0, abs=0.01)
-    assert bd[f"{evaluate.OUR_NAME} vs webp"] == pytest.approx(-20.0, abs=0.01)
+    assert bd[f"longer vs {curves.OUR_NAME}"] == pytest.approx(-20.0, abs=0.01)
+    assert bd[f"{curves.OUR_NAME} vs webp"] == pytest.approx(-20.0, abs=0.01)
     assert bd["longer vs webp"] == pytest.approx(-36.0, abs=0.01)
     assert report["bd_rate_percent_per_image"]["x"] == bd
     assert "longer" in compare_runs.markdown(report, "longer")

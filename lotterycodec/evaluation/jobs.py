@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .threads import available_cores
+from ..trainer.threads import available_cores
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EncodedItem:
 
 def run_encode_job(job: EncodeJob, progress: bool = False) -> list[EncodedItem]:
     """One batched training of an image's lambdas (runs wherever the job is sent)."""
-    from .encode import encode_arrays
+    from ..trainer.encode import encode_arrays
     in_dask_worker = _dask_worker_threads()
     if in_dask_worker:
         _keep_freed_memory()

@@ -1,0 +1,101 @@
+"""The eval itself: every image x lambda encoded as a job (resumable), the classical codecs on the
+same pixels, curves, BD-rates and the written report."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+
+from ..decoder.imageio import center_crop, load_image
+from .codecs import CLASSICAL, classical_rows
+from .curves import OUR_NAME, bd_rate, curves_of, published_curves
+from .metrics import Row
+from .report import versions, write_outputs
+from .store import missing_jobs, our_row, store
+
+
+def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps: int | None = None,
+        crop: int = 0, images: list[str] | None = None, codecs: list[str] | None = None,
+        kept_ratio: float | None = None, arch: dict | None = None, batch: int = 8, device: str = "cpu",
+        cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print,
+        threads: int | None = None, seeds: int | None = None) -> dict:
+    """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes.
+    threads: torch threads per encode job (None: measured in the job; a local pool's workers get
+    an equal share of the cores, a Dask worker its own thread count)."""
+    from tqdm import tqdm
+
+    from .jobs import run_jobs
+
+    from ..trainer.presets import get_preset
+
+    kept_ratio = get_preset(preset).kept_ratio if kept_ratio is None else kept_ratio  # recorded as a number
+    codecs = list(CLASSICAL) if codecs is None else codecs
+    unknown = set(codecs) - set(CLASSICAL)
+    if unknown:
+        raise ValueError(f"unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(CLASSICAL)}")
+    paths = sorted(Path(dataset).glob("*.png"))
+    if images:
+        wanted = set(images)
+        paths = [p for p in paths if p.stem in wanted]
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            raise ValueError(f"not in {dataset}: {', '.join(sorted(missing))}")
+    if not paths:
+        raise ValueError(f"no PNG images in {dataset}")
+    out_dir = Path(out)
+    files = out_dir / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    from ..trainer.presets import get_preset, item_arch, item_steps
+    # Everything an encode depends on, the preset's definition included: a finished file is reused
+    # only when this matches its record. "arch" and "steps" are the item's own (its lambda may select
+    # the preset's low-rate ones), so the low-rate rule itself is left out of the recorded definition.
+    chosen = get_preset(preset)
+    settings = {"preset": preset, "preset_definition": {k: v for k, v in dataclasses.asdict(chosen).items()
+                                                        if not k.startswith("low_rate")},
+                "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {},
+                "seeds": chosen.seeds if seeds is None else seeds}
+    settings = json.loads(json.dumps(settings))  # as a record reads back (tuples become lists)
+
+    def settings_for(lmbda: float) -> dict:
+        return {**settings, "arch": item_arch(chosen, lmbda, arch), "steps": item_steps(chosen, lmbda, steps)}
+    loaded = {}
+    for path in paths:
+        image = load_image(path)
+        loaded[path.stem] = center_crop(image, crop) if crop else image
+    jobs = [job for name, image in loaded.items()
+            for job in missing_jobs(name, image, lmbdas, files, settings_for, batch, device, threads)]
+    resources = {"GPU": 1} if device == "cuda" else None  # a cluster's GPU workers declare --resources GPU=1
+    run_jobs(jobs, lambda items: store(files, settings_for, items), cluster=cluster, workers=workers, retries=retries,
+             resources=resources, progress=progress)
+    rows: list[Row] = []
+    bar = tqdm(total=len(loaded) * len(lmbdas), desc="measure", unit="file", disable=not progress)
+    for name, image in loaded.items():
+        for lmbda in lmbdas:
+            rows.append(our_row(name, image, lmbda, files, settings_for(lmbda)))
+            bar.set_postfix(image=name, lmbda=f"{lmbda:g}", bpp=f"{rows[-1].bpp:.3f}",
+                            psnr=f"{rows[-1].psnr_rgb:.2f}")
+            bar.update()
+        for codec in codecs:
+            rows.extend(classical_rows(codec, name, image))
+    bar.close()
+
+    curves = curves_of(rows)
+    ours = f"{OUR_NAME}-{preset}"
+    curves = {(ours if k == OUR_NAME else k): v for k, v in curves.items()}
+    compared = dict(curves)
+    if not crop:  # published curves are whole-image Kodak results: never compared with crops
+        compared.update(published_curves())
+    bd = {test: {anchor: bd_rate(compared[anchor], compared[test]) for anchor in compared if anchor != test}
+          for test in compared}
+    report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
+              "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
+              "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
+              "classical": {c: CLASSICAL[c][2] for c in codecs}, "versions": versions(),
+              "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
+              "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
+              "curves": curves, "bd_rate": bd}
+    write_outputs(out_dir, rows, report, ours)
+    return report
