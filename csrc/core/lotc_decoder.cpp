@@ -200,19 +200,54 @@ Tables Tables::from_npy_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw std::runtime_error("cannot open frequency tables " + path);
     std::vector<uint8_t> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (crc32(raw.data(), raw.size()) != kTablesCrc) throw std::runtime_error(path + ": not the pinned frequency tables");
+    return from_npy_bytes(raw.data(), raw.size());
+}
+
+Tables Tables::from_npy_bytes(const uint8_t* raw, size_t size) {
+    if (size < 10 || crc32(raw, size) != kTablesCrc) throw std::runtime_error("not the pinned frequency tables");
     size_t header = 10 + read_le(&raw[8], 2);
-    std::vector<uint32_t> w((raw.size() - header) / 4);
+    std::vector<uint32_t> w((size - header) / 4);
     for (size_t i = 0; i < w.size(); ++i) w[i] = uint32_t(read_le(&raw[header + 4 * i], 4));
     return from_weights(w.data(), w.size());
 }
 
+Info probe(const uint8_t* data, size_t size) {
+    const Bitstream bs = read_bitstream(data, size);
+    const Config& c = bs.c;
+    Info info;
+    info.version = kVersion;
+    info.width = bs.width;
+    info.height = bs.height;
+    info.n_grids = int(c.n_grids);
+    const auto shapes = grid_shapes(c, bs.height, bs.width);
+    for (auto [h, w] : shapes) info.latent_count += uint64_t(h) * w;
+    // decoder/complexity.py lottery_complexity: one MAC per weight use, the ARM per latent.
+    const double pixels = double(bs.height) * bs.width;
+    int64_t arm = 0, in = c.arm_context;
+    for (int l = 0; l < c.arm_layers; ++l) arm += in * c.arm_width, in = c.arm_width;
+    arm += in * 2;
+    const int64_t taps = c.ups_kernel_size / 2;
+    double ups = 0;
+    for (int lvl = int(shapes.size()) - 2; lvl >= 0; --lvl)
+        ups += double(shapes.size() - 1 - lvl) * double(taps * taps) * shapes[lvl].first * shapes[lvl].second;
+    const int64_t mod = c.n_grids * c.mod_width + c.mod_width * c.mod_out + 2 * 9 * c.mod_out * c.mod_out;
+    int64_t synth = 0;
+    for (auto l : synth_in_out(c)) synth += int64_t(l.fan_in) * l.fan_out;
+    info.kept_ratio = double(c.kept_weights) / double(synth);
+    info.macs_per_pixel = double(arm) * double(info.latent_count) / pixels + ups / pixels + double(mod) +
+                          double(c.synth_mode == 1 ? synth : c.kept_weights);
+    return info;
+}
+
 Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only,
-               const std::string& kernels_choice) {
+               const std::string& kernels_choice, uint64_t max_pixels) {
     if (threads < 1) throw std::invalid_argument("threads must be at least 1");
     const Kernels& kernels = select_kernels(kernels_choice);
     const auto t0 = Clock::now();
     const Bitstream bs = read_bitstream(data, size);
+    if (max_pixels && uint64_t(bs.width) * uint64_t(bs.height) > max_pixels)
+        throw LimitError("the image has " + std::to_string(uint64_t(bs.width) * uint64_t(bs.height)) +
+                         " pixels, above the caller's limit of " + std::to_string(max_pixels));
     const Networks nets = read_networks(bs.networks, bs.networks_size, bs.c, tables);
     const FloatModel m = float_model(bs, nets);
     Decoded out;

@@ -1,4 +1,4 @@
-// LotteryCodec format-v1 decoder core: plain C++17, no Python. Twin of decoder/reference.py;
+// LotteryCodec format-v2 decoder core: plain C++17, no Python. Twin of decoder/reference.py;
 // the byte-level spec is docs/FORMAT.md. Stage names follow the reference.
 #pragma once
 
@@ -12,6 +12,10 @@ namespace lotc {
 
 // Every malformed, truncated or unsupported input ends here (never exit, never a crash).
 struct DecodeError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+// A valid file beyond a limit the caller set (decode's max_pixels).
+struct LimitError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -34,7 +38,18 @@ struct Tables {
     static Tables from_weights(const uint32_t* weights, size_t count);
     // Reads and checks the shipped .npy file (its CRC-32 is pinned).
     static Tables from_npy_file(const std::string& path);
+    // The same from the file's bytes (e.g. embedded in a library at build time).
+    static Tables from_npy_bytes(const uint8_t* data, size_t size);
 };
+
+// What a file's header says, checked (magic, version, fields, sizes, both CRCs) without decoding.
+struct Info {
+    int version = 0, width = 0, height = 0, n_grids = 0;
+    uint64_t latent_count = 0;       // latents in every grid together
+    double macs_per_pixel = 0;       // decoding complexity (docs/PROFILE.md), as decoder/complexity.py counts it
+    double kept_ratio = 0;           // kept synthesis weights / all of them
+};
+Info probe(const uint8_t* data, size_t size);
 
 struct Decoded {
     int width = 0, height = 0;
@@ -49,8 +64,9 @@ struct Decoded {
 // latents_only: stop after entropy decoding (for backends that run the rest elsewhere, e.g. a GPU).
 // kernels: "auto" (the fastest table this CPU runs) or a table by name: "scalar" (always built),
 // "avx2", "avx512", "neon"; latents are identical with every table, images within one level.
+// max_pixels (> 0): a file declaring more pixels is refused before anything large is allocated.
 Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads = 1, bool latents_only = false,
-               const std::string& kernels = "auto");
+               const std::string& kernels = "auto", uint64_t max_pixels = 0);
 // The name of the table decode would use for `kernels`; throws std::invalid_argument when unavailable.
 const char* kernels_name(const std::string& kernels = "auto");
 // Every table this build runs on this CPU, fastest first ("scalar" last).
