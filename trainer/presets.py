@@ -57,11 +57,11 @@ PRESETS = {
     "fast": Preset("fast", steps=300, arch={"arm_context": 8, "arm_width": 8},
                    description="smoke tests and demos: seconds on tiny images"),
     # Small images (the demo's 128x128): the sent networks are a fixed cost that a small image
-    # feels most, so the low-rate networks (ARM 8/8, 24 modulation channels) and, since a 128x128
-    # step is cheap, 2000 steps. Bundled crop, lambda 1e-3 (one thread, machine busy): 300 steps of
-    # `fast` gave 1226 B / 34.72 dB (JPEG at that size 37.06 dB), 1200 steps 1153 B / 36.36 dB
-    # (JPEG 36.66), 2000 steps 1129 B / 36.83 dB (JPEG 36.51).
-    "small": Preset("small", steps=2000, arch={"arm_context": 8, "arm_width": 8, "mod_width": 24},
+    # feels most, so the low-rate networks (ARM 8/8, 24 modulation channels). Bundled crop, lambda
+    # 1e-3, SOAP + Gaussian proxy, 2 cores (2026-12-06): 2000 steps 1137 B / 37.76 dB in 83 s
+    # (JPEG at that size 36.64 dB), 1300 steps 1097 B / 37.16 dB (JPEG 36.27) in 51-58 s, 1200
+    # steps 1145 B / 37.27 dB (JPEG 36.66) in 52-64 s: the demo's budget is a minute.
+    "small": Preset("small", steps=1200, arch={"arm_context": 8, "arm_width": 8, "mod_width": 24},
                     description="images up to about 200x200 (128x128 in about a minute on 2 CPU cores)"),
     # ARM 16/16: at 256x256 the default 24/24 ARM costs 6.7 kbit against 3.4 kbit and lost on
     # both rate and PSNR (kodim23 crop, lambda 1e-3: 0.593 bpp / 34.97 dB vs 0.553 / 35.25).
