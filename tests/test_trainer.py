@@ -75,6 +75,27 @@ def test_finetune_resets_to_best():
     assert evaluate(m, target, lmbda)[0]["loss"] <= before + 1e-7
 
 
+def test_hard_phase_trains_the_networks_on_frozen_latents():
+    """Cool-chic 5's last phase (here every step of it): the latents stay at their integers, the
+    networks move, and the state kept is the best the phase saw (never worse than its start)."""
+    import dataclasses
+
+    from lotterycodec.trainer.train import train
+    m = BatchedModel([_model(h=16, w=16)])
+    with torch.no_grad():
+        for y in m.latents:
+            y.uniform_(-0.3, 0.3)
+    target, lmbda = torch.rand(1, 16, 16, 3), torch.tensor([1e-3])
+    latents = [y.detach().clone() for y in m.latents]
+    mod = [p.detach().clone() for p in m.mod]
+    before = evaluate(m, target, lmbda)[0]["loss"]
+    preset = dataclasses.replace(get_preset("fast"), hard_phase=1.0, hard_phase_lr=(1e-2, 1e-3))
+    after = train(m, target, lmbda, preset, steps=30, progress=False, threads=1)[0]["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(latents, m.latents))
+    assert any(not torch.equal(a, b) for a, b in zip(mod, m.mod))
+    assert after <= before + 1e-7
+
+
 def test_dense_synthesis_ablation_round_trip(small_image):
     """synth_mode 1: trained dense weights in the networks section, no mask; the reference decodes
     the model's computation, the default backend routes it there, the C++ backend refuses it."""
@@ -121,7 +142,8 @@ def test_stage1_quantizer_follows_the_presets_schedule():
     import dataclasses
 
     from lotterycodec.trainer.train import stage1_quantizer
-    p = dataclasses.replace(get_preset("fast"), temperature=(0.4, 0.1), noise_a=(3.0, 1.0), hard_tail=0.25)
+    p = dataclasses.replace(get_preset("fast"), temperature=(0.4, 0.1), noise_a=(3.0, 1.0), noise_std=None,
+                            hard_tail=0.25)
     first, last_noisy = stage1_quantizer(p, 0, 100), stage1_quantizer(p, 74, 100)
     assert first == {"mode": "noise", "temperature": 0.4, "noise_a": 3.0}
     assert last_noisy == {"mode": "noise", "temperature": pytest.approx(0.1), "noise_a": pytest.approx(1.0)}
