@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from ..decoder.config import SYNTH_DENSE
 from .model import (LotteryModel, arm_forward, latent_contexts, modulate, quantize_latents, rate_bits, synthesize,
                     top_k_masks, upsample)
-from .presets import Preset
 from .optim import BatchedSOAP
+from .presets import Preset
 from .threads import ThreadTuner
 
 GRAD_CLIP = 10.0
@@ -176,11 +176,11 @@ class Optimizers:
         for opt in self.all:
             for group in opt.param_groups:
                 group["base_lr"] = group["lr"]
-        self.params = [p for opt in self.all for group in opt.param_groups for p in group["params"]]
 
-    def refresh_params(self) -> None:
-        """After BatchedModel.keep replaced the parameters."""
-        self.params = [p for opt in self.all for group in opt.param_groups for p in group["params"]]
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """Every parameter stepped (read from the groups: BatchedModel.keep replaces them)."""
+        return [p for opt in self.all for group in opt.param_groups for p in group["params"]]
 
     def set_factor(self, factor: float) -> None:
         for opt in self.all:
@@ -194,6 +194,28 @@ class Optimizers:
     def step(self) -> None:
         for opt in self.all:
             opt.step()
+
+
+class BestState:
+    """Each item's lowest loss seen and its parameters then (stage 2, the hard phase)."""
+
+    def __init__(self, params: list[torch.Tensor], loss: torch.Tensor):
+        self.params, self.loss = params, loss
+        self.saved = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def offer(self, loss: torch.Tensor) -> None:
+        """loss (B,): the current state's; items that improved save their slices."""
+        improved = loss < self.loss
+        if improved.any():
+            self.loss = torch.where(improved, loss, self.loss)
+            for saved, p in zip(self.saved, self.params):
+                saved[improved.to(p.device)] = p[improved.to(p.device)]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for saved, p in zip(self.saved, self.params):
+            p.copy_(saved)
 
 
 def cosine(step: int, steps: int, start: float = 1.0, end: float = 0.0) -> float:
@@ -267,18 +289,11 @@ def hard_phase(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor,
     state's exact loss before that step's update, so each item keeps its best state for free."""
     start, end = preset.hard_phase_lr
     opt = Optimizers(model, preset, start, start * preset.score_lr / preset.lr, latents=False)
-    best = torch.full((model.batch,), float("inf"))
-    best_state = [p.detach().clone() for p in opt.params]
+    best = BestState(opt.params, torch.full((model.batch,), float("inf")))
     bar = tqdm(range(steps + 1), desc="hard phase", disable=not progress, dynamic_ncols=True, mininterval=0.5)
     for step in bar:
         loss, mse, bpp = loss_terms(model, targets, lmbdas, mode="hard", per_phase=False)
-        current = loss.detach().cpu()
-        improved = current < best
-        if improved.any():
-            best = torch.where(improved, current, best)
-            with torch.no_grad():
-                for saved, p in zip(best_state, opt.params):
-                    saved[improved.to(p.device)] = p[improved.to(p.device)]
+        best.offer(loss.detach().cpu())
         if step == steps:  # the last forward only measures the last update
             break
         opt.set_factor(cosine(step, steps, 1.0, end / start))
@@ -288,13 +303,11 @@ def hard_phase(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor,
         opt.step()
         tuner.step_done()
         if step % preset.log_every == 0:
-            bar.set_postfix(best_loss=f"{best.mean().item():.5f}")
+            bar.set_postfix(best_loss=f"{best.loss.mean().item():.5f}")
             if trace is not None:
                 trace.extend({"step": first_step + step, "row": r, "mse": m, "bpp": b}
                              for r, m, b in zip(rows, mse.tolist(), bpp.tolist()))
-    with torch.no_grad():
-        for saved, p in zip(best_state, opt.params):
-            p.copy_(saved)
+    best.restore()
 
 
 def stage1_quantizer(preset: Preset, step: int, steps: int) -> dict:
@@ -318,7 +331,6 @@ def select_candidates(model: BatchedModel, opt: Optimizers, targets: torch.Tenso
     losses = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)]).reshape(-1, candidates)
     rows = [i * candidates + int(k) for i, k in enumerate(losses.argmin(dim=1))]
     model.keep(rows, opt.all)
-    opt.refresh_params()
     return rows
 
 
@@ -334,8 +346,7 @@ def finetune(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, p
     """Straight-through rounding at a low rate, C3-style: each item keeps its own best state."""
     opt = Optimizers(model, preset, preset.finetune_lr, preset.finetune_lr)
     params = opt.params
-    best = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)])
-    best_state = [p.detach().clone() for p in params]
+    best = BestState(params, torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)]))
     bar = tqdm(range(preset.finetune_steps), desc="stage 2", disable=not progress, dynamic_ncols=True)
     for step in bar:
         loss, _, _ = loss_terms(model, targets, lmbdas, mode="ste")
@@ -346,14 +357,6 @@ def finetune(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, p
         if tuner is not None:
             tuner.step_done()
         if step % eval_every == eval_every - 1:
-            current = torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)])
-            improved = current < best
-            if improved.any():
-                best = torch.where(improved, current, best)
-                with torch.no_grad():
-                    for saved, p in zip(best_state, params):
-                        saved[improved.to(saved.device)] = p[improved.to(p.device)]
-            bar.set_postfix(best_loss=f"{best.mean().item():.5f}")
-    with torch.no_grad():
-        for saved, p in zip(best_state, params):
-            p.copy_(saved)
+            best.offer(torch.tensor([r["loss"] for r in evaluate(model, targets, lmbdas)]))
+            bar.set_postfix(best_loss=f"{best.loss.mean().item():.5f}")
+    best.restore()
