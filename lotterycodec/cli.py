@@ -133,7 +133,7 @@ def _eval(args) -> dict:
                steps=args.steps, crop=args.crop, images=args.images.split(",") if args.images else None,
                codecs=[c for c in args.codecs.split(",") if c], kept_ratio=args.kept_ratio, arch=arch,
                batch=args.batch, device=args.device, cluster=args.cluster, workers=args.workers, retries=args.retries,
-               progress=not args.json, threads=args.threads, seeds=args.seeds)
+               progress=not args.json, threads=args.threads, seeds=args.seeds, peers=args.peer)
 
 
 def _print_eval(report: dict) -> None:
@@ -226,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Dask scheduler (tcp://host:8786) that runs the encode jobs (pip install '.[cluster]')")
     ev.add_argument("--workers", type=int, default=1, help="local worker processes when no --cluster")
     ev.add_argument("--retries", type=int, default=2, help="tries after a failed encode job")
+    ev.add_argument("--peer", action="append", default=[], metavar="coolchic=DIR[,KEY=VALUE...]",
+                    help="a peer codec from your own checkout, run in a subprocess on the same pixels, its curve "
+                         "beside ours (repeatable). Keys: python=PY (default this one), n_itr=N (2000), cfg=NAME "
+                         "(hop: cfg/dec/intra/NAME.cfg), lmbda=A:B:... (its own grid; default the eval's), "
+                         "threads=T (1), name=CURVE")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(run=_eval, show=_print_eval)
     return p

@@ -1,5 +1,6 @@
 """`lotterycodec eval` end to end on two tiny images: real files, classical codecs, BD-rates, resumability."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +45,9 @@ def test_eval_end_to_end_and_resume(dataset, tmp_path, capsys):
     assert cai["name"] == "lotterycodec-fast" and set(cai["results"]) == {
         "psnr-rgb", "ms-ssim-rgb", "bpp", "encoding_time", "decoding_time"}
     assert (out / "rd.png").stat().st_size > 0 and "| test \\ anchor |" in (out / "bd_rate.md").read_text()
-    assert "published:coolchic-5.0" in report["bd_rate"]  # whole images: published curves take part
+    # whole images, but not Kodak's: the published (Kodak-mean) curves stay out
+    assert not any(k.startswith("published") for k in report["bd_rate"])
+    assert report["published_curves"] == "not compared: 2 of the 2 images are not Kodak images"
 
     # Second run: every finished encode is reused (same bytes, same recorded encode time).
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "files").iterdir()}
@@ -61,6 +64,66 @@ def test_eval_crops_never_meet_published_curves(dataset, tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert not any(k.startswith("published") for k in report["bd_rate"])
+
+
+def test_published_curves_need_exactly_the_kodak_images():
+    lines = [ln for ln in curves.KODAK_PIXELS.read_text().splitlines()[3:]]
+    assert len(lines) == 24 and all(len(ln.split("\t")[2]) == 64 for ln in lines)
+    assert "not Kodak" in curves.kodak_mismatch({"x": np.zeros((4, 4, 3), np.uint8)})
+    assert curves.kodak_mismatch({}) == "24 of the 24 Kodak images are missing (the published curves average all 24)"
+
+
+FAKE_COOLCHIC = Path(__file__).parent / "fake_coolchic"
+
+
+def test_eval_peer_runs_its_own_scripts_on_our_pixels(dataset, tmp_path, capsys):
+    out = tmp_path / "peer"
+    argv = ["eval", str(dataset), "--lmbda", "1e-2", "--preset", "fast", "--steps", "10", "--codecs", "jpeg",
+            "--crop", "24", "--out", str(out), "--json", "--peer", f"coolchic={FAKE_COOLCHIC},lmbda=2e-2:5e-3,threads=3,"
+            "n_itr=7,name=cc"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    peer = report["peers"]["cc"]
+    assert peer["lambdas"] == [0.02, 0.005] and peer["n_itr"] == 7 and peer["threads"] == 3 and peer["crop"] == 24
+    assert [p["n"] for p in report["curves"]["cc"]] == [2, 2]
+    assert report["bd_rate"]["cc"]["lotterycodec-fast"] is not None or report["bd_rate"]["cc"]["jpeg"] is not None
+    folder = out / "peers" / "cc"
+    assert "threads 3 n_itr 7 cfg hop.cfg" in (folder / "a_lambda0.02_encode.log").read_text()
+    with Image.open(folder / "a.png") as im:  # the peer got our crop's exact pixels
+        pixels = np.asarray(im)
+    header, *body = [ln.split("\t") for ln in (out / "per_image.tsv").read_text().splitlines()]
+    rows = [dict(zip(header, r)) for r in body]
+    a = next(r for r in rows if r["codec"] == "cc" and r["image"] == "a" and r["point"] == "0.005")
+    assert int(a["bytes"]) == (folder / "a_lambda0.005.cool").stat().st_size and pixels.shape == (24, 24, 3)
+    ours = next(r for r in rows if r["codec"] == "lotterycodec" and r["image"] == "a")
+    assert (ours["width"], ours["height"]) == ("24", "24")
+    assert "cc" in (out / "curves.tsv").read_text() and (out / "compressai" / "cc.json").exists()
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(argv) == 0  # resumed: nothing runs again
+    capsys.readouterr()
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("x265=/tmp", "unknown peer 'x265'"),
+    ("coolchic=/nonexistent", "not a Cool-chic checkout"),
+    (f"coolchic={FAKE_COOLCHIC},cfg=lop", "no decoder config 'lop'"),
+    (f"coolchic={FAKE_COOLCHIC},speed=3", "unknown option 'speed'"),
+])
+def test_eval_peer_spec_errors_before_training(dataset, tmp_path, capsys, spec, message):
+    assert main(["eval", str(dataset), "--lmbda", "1e-2", "--out", str(tmp_path / "x"), "--peer", spec]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "files").exists() or not any((tmp_path / "x" / "files").iterdir())
+
+
+def test_eval_peer_failure_names_its_log(dataset, tmp_path, capsys):
+    argv = ["eval", str(dataset), "--lmbda", "1e-2", "--preset", "fast", "--steps", "5", "--codecs", "", "--crop", "16",
+            "--out", str(tmp_path / "f"), "--peer", f"coolchic={FAKE_COOLCHIC},lmbda=0.5"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "encode of a_lambda0.5 failed" in err and "_encode.log" in err and "lambda 0.5 refused" in err
 
 
 def test_eval_bad_input_is_one_line(dataset, tmp_path, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from .metrics import Row
 
 
 PUBLISHED_KODAK = Path(__file__).with_name("published_kodak.tsv")
+KODAK_PIXELS = Path(__file__).with_name("kodak_sha256.tsv")
 OUR_NAME = "lotterycodec"
 
 
@@ -31,6 +33,20 @@ def curves_of(rows: list[Row]) -> dict[str, list[dict]]:
     for pts in curves.values():
         pts.sort(key=lambda p: p["bpp"])
     return curves
+
+
+def kodak_mismatch(images: dict[str, np.ndarray]) -> str | None:
+    """None when ``images`` are exactly the 24 Kodak images (by their pixels' SHA-256: the
+    published curves are means over those and nothing else); else why not, in a few words."""
+    lines = [ln for ln in KODAK_PIXELS.read_text().splitlines() if ln and not ln.startswith("#")]
+    known = {rec["pixels_sha256"] for rec in csv.DictReader(lines, delimiter="\t")}
+    ours = {hashlib.sha256(np.ascontiguousarray(a, np.uint8).tobytes()).hexdigest() for a in images.values()}
+    if ours == known:
+        return None
+    stray = len(ours - known)
+    if stray:
+        return f"{stray} of the {len(images)} images are not Kodak images"
+    return f"{len(known - ours)} of the 24 Kodak images are missing (the published curves average all 24)"
 
 
 def published_curves() -> dict[str, list[dict]]:

@@ -83,7 +83,7 @@ def plot(report: dict, path: Path, ours: str) -> None:
     for name, pts in report["curves"].items():
         ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "o-" if name == ours else ".-",
                 lw=2.5 if name == ours else 1, label=name)
-    if not report["settings"]["crop"]:
+    if report["published_curves"].startswith("compared"):
         for name, pts in published_curves().items():
             ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], "x--", lw=1, label=f"{name} (published)")
     ours_pts = report["curves"].get(ours, [])

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..decoder.imageio import center_crop, load_image
 from .codecs import CLASSICAL, classical_rows
-from .curves import OUR_NAME, bd_rate, curves_of, published_curves
+from .curves import OUR_NAME, bd_rate, curves_of, kodak_mismatch, published_curves
 from .metrics import Row
+from .peers import Peer, peer_rows
 from .report import versions, write_outputs
 from .store import missing_jobs, our_row, store
 
@@ -21,10 +22,11 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
         crop: int = 0, images: list[str] | None = None, codecs: list[str] | None = None,
         kept_ratio: float | None = None, arch: dict | None = None, batch: int = 8, device: str = "cpu",
         cluster: str | None = None, workers: int = 1, retries: int = 2, progress: bool = True, log=print,
-        threads: int | None = None, seeds: int | None = None) -> dict:
+        threads: int | None = None, seeds: int | None = None, peers: list[str] | None = None) -> dict:
     """cluster: a Dask scheduler address (jobs run there); else ``workers`` local processes.
     threads: torch threads per encode job (None: measured in the job; a local pool's workers get
-    an equal share of the cores, a Dask worker its own thread count)."""
+    an equal share of the cores, a Dask worker its own thread count).
+    peers: ``--peer`` specs (peers.Peer.parse), run here after our encodes, ``workers`` at a time."""
     from tqdm import tqdm
 
     from .jobs import run_jobs
@@ -36,6 +38,9 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     unknown = set(codecs) - set(CLASSICAL)
     if unknown:
         raise ValueError(f"unknown codec(s) {', '.join(sorted(unknown))}; known: {', '.join(CLASSICAL)}")
+    peer_list = [Peer.parse(spec) for spec in peers or []]
+    if len({p.curve for p in peer_list}) < len(peer_list):
+        raise ValueError("two --peer curves share a name: give one of them name=...")
     paths = sorted(Path(dataset).glob("*.png"))
     if images:
         wanted = set(images)
@@ -81,19 +86,28 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
         for codec in codecs:
             rows.extend(classical_rows(codec, name, image))
     bar.close()
+    peer_record = {}
+    if peer_list:
+        found, peer_record = peer_rows(peer_list, loaded, lmbdas, out_dir, crop, workers=workers,
+                                       log=log if progress else lambda *a: None)
+        rows.extend(found)
 
     curves = curves_of(rows)
     ours = f"{OUR_NAME}-{preset}"
     curves = {(ours if k == OUR_NAME else k): v for k, v in curves.items()}
     compared = dict(curves)
-    if not crop:  # published curves are whole-image Kodak results: never compared with crops
+    # Published curves are means over the 24 whole Kodak images: compared only with exactly those.
+    published = "whole images only: these are crops" if crop else kodak_mismatch(loaded)
+    if published is None:
         compared.update(published_curves())
     bd = {test: {anchor: bd_rate(compared[anchor], compared[test]) for anchor in compared if anchor != test}
           for test in compared}
     report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
               "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
               "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
-              "classical": {c: CLASSICAL[c][2] for c in codecs}, "versions": versions(),
+              "classical": {c: CLASSICAL[c][2] for c in codecs}, "peers": peer_record,
+              "published_curves": "compared (the dataset is the 24 Kodak images)" if published is None
+              else f"not compared: {published}", "versions": versions(),
               "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
               "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
               "curves": curves, "bd_rate": bd}
