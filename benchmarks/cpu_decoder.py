@@ -25,11 +25,12 @@ from pathlib import Path
 
 from lotterycodec.bench import cpu_model
 from lotterycodec.decoder.complexity import macs_per_pixel
+from lotterycodec.decoder.config import DECODE_STAGES
 from lotterycodec.decoder.format import read_bitstream
 
-OUR_TIME = re.compile(r"^time: parse (\S+) entropy (\S+) ups (\S+) mod (\S+) syn (\S+) all (\S+) \(kernels (\w+)", re.M)
+STAGES = (*DECODE_STAGES, "all")
+OUR_TIME = re.compile(r"^time: " + " ".join(rf"{s} (\S+)" for s in STAGES) + r" \(kernels (\w+)", re.M)
 ANCHOR_TIME = re.compile(r"^time:.*?\barm ([\d.e+-]+) ups ([\d.e+-]+) syn ([\d.e+-]+).*?\ball ([\d.e+-]+)", re.M)
-STAGES = ("parse", "entropy", "ups", "mod", "syn", "all")
 
 
 def run_measured(argv: list[str]) -> tuple[str, float, int]:
@@ -119,13 +120,13 @@ def main(argv=None) -> int:
 
 
 def markdown_table(report: dict) -> str:
-    lines = ["| file | bpp | MACs/px | ARM | kept | kernels | threads | entropy | ups | mod | syn | all (ms) | "
+    lines = ["| file | bpp | MACs/px | ARM | kept | kernels | threads | entropy | upsampling | modulation | synthesis | all (ms) | "
              "GMAC/s | max RSS (MB) | × anchor |", "|" + "---|" * 15]
     for r in report["rows"]:
         ratio = f"{r['ratio_vs_anchor']:.2f}" if "ratio_vs_anchor" in r else ""
         lines.append(f"| {Path(r['file']).name} | {r['bpp']:.3f} | {r['macs_per_pixel']:.0f} | {r['arm']} | "
                      f"{r['kept_ratio']:.2f} | {r['kernels']} | {r['threads']} | {r['entropy_ms']:.1f} | "
-                     f"{r['ups_ms']:.1f} | {r['mod_ms']:.1f} | {r['syn_ms']:.1f} | {r['all_ms']:.1f} | "
+                     f"{r['upsampling_ms']:.1f} | {r['modulation_ms']:.1f} | {r['synthesis_ms']:.1f} | {r['all_ms']:.1f} | "
                      f"{r['gmac_per_s']:.1f} | {r['max_rss_mb']:.1f} | {ratio} |")
     a = report["anchor"]
     if a:
@@ -146,7 +147,7 @@ def plot(report: dict, path: str) -> None:
     for i, r in enumerate(rows):
         labels.append(f"{Path(r['file']).stem} {r['kernels']} t{r['threads']}")
         left = 0.0
-        for stage, color in zip(("parse", "entropy", "ups", "mod", "syn"), plt.cm.tab10.colors):
+        for stage, color in zip(DECODE_STAGES, plt.cm.tab10.colors):
             ax.barh(i, r[f"{stage}_ms"], left=left, color=color, label=stage if i == 0 else None)
             left += r[f"{stage}_ms"]
     if report["anchor"]:

@@ -24,7 +24,7 @@ import torch
 
 from lotterycodec.decoder.imageio import center_crop, load_image, psnr
 from lotterycodec.decoder.backends import get_backend
-from lotterycodec.trainer.bitstream import start_workers
+from lotterycodec.trainer.workers import start_workers
 from lotterycodec.trainer.encode import encode_arrays
 
 

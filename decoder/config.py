@@ -21,6 +21,12 @@ N_MOD_OUTPUTS = 4
 OUT_CHANNELS = 3
 # synth_mode values: the lottery (masked random weights from the seed) and its ablation.
 SYNTH_LOTTERY, SYNTH_DENSE = 0, 1
+# The decoder's stages, in order, as every backend times them (Decoded.times, `lotterycodec-dec
+# --time`, bench JSON), plus "all": file bytes to 8-bit image. parse: header, networks, mask and the
+# synthesis weights regenerated from the seed; entropy: the latents (ARM + range decoding);
+# upsampling: the latent cascade; modulation: o0..o3; synthesis: the masked MLP and the output
+# transform. Backends that fuse stages share the fused wall time by where their threads spend it.
+DECODE_STAGES = ("parse", "entropy", "upsampling", "modulation", "synthesis")
 MAX_SIDE = 16384
 MAX_PIXELS = 1 << 26
 

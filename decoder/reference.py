@@ -1,7 +1,9 @@
 """The numpy reference decoder: the whole decode, one function per stage, the spec in code.
 
-Stage names (decode_latents, upsample, modulate, synthesize) are shared by every backend.
-All float maths is float32 in the written forms of docs/FORMAT.md section 8.
+Stage names (decode_latents, upsample, modulate, synthesize) are shared by every backend, and so
+are the timed stages (config.DECODE_STAGES). The C++ port keeps one file per stage (csrc/README.md,
+"Files"); the Triton port is kernels/decode.py. All float maths is float32 in the written forms of
+docs/FORMAT.md section 8.
 """
 from __future__ import annotations
 
@@ -219,5 +221,5 @@ def decode(data: bytes) -> Decoded:
     times["entropy"] = time.perf_counter() - t1
     image = reconstruct(latents, FloatNetworks.from_quantized(nets, bs.cfg), weights,
                         bs.height, bs.width, times)
-    times["total"] = time.perf_counter() - t0
+    times["all"] = time.perf_counter() - t0
     return Decoded(image, latents, bs, times)

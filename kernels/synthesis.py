@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import linecache
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,8 +198,11 @@ def prepare(mod: list[np.ndarray], weights: list, device) -> Prepared:
         mod_width=mw, mod_out=mo, live=tuple(len(a) for a in live))
 
 
-def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, num_warps: int = NUM_WARPS) -> torch.Tensor:
-    """up: (L, H, W) float32 on the device -> (H, W, 3) uint8."""
+def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, num_warps: int = NUM_WARPS,
+        times: dict | None = None) -> torch.Tensor:
+    """up: (L, H, W) float32 on the device -> (H, W, 3) uint8. times: when a dict, gets the
+    "modulation" (head and conv passes) and "synthesis" (the fused pass, o3 included) seconds,
+    synchronising between them."""
     L, H, W = up.shape
     n0, n1, n2 = p.live
     k = kernels(L, p.mod_out, n1)
@@ -208,8 +212,21 @@ def run(up: torch.Tensor, p: Prepared, block: int = BLOCK, num_warps: int = NUM_
     z0 = torch.empty((3, H, W), dtype=torch.float32, device=up.device)
     out = torch.empty((H, W, 3), dtype=torch.uint8, device=up.device)
     grid = (triton.cdiv(H * W, block),)
+    t0 = time.perf_counter()
     k["head_kernel"][grid](up, p.head_rows, p.b1, o1, z0, H * W, p.mod_width, BLOCK=block, num_warps=num_warps)
     k["conv_kernel"][grid](o1, p.conv2, o2, H, W, BLOCK=block, num_warps=num_warps)
+    if times is not None:
+        _sync(up.device)
+        t1 = time.perf_counter()
+        times["modulation"] = t1 - t0
     k["fused_kernel"][grid](o1, o2, z0, p.conv3, p.m1, p.m3, p.l0_rows, p.l2_rows, out,
                             H, W, n0, n2, BLOCK=block, num_warps=num_warps)
+    if times is not None:
+        _sync(up.device)
+        times["synthesis"] = time.perf_counter() - t1
     return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()

@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
 def _allow_worker_processes() -> None:
     # A batch's files are written in worker processes, which import the main module again: safe
     # here (the console script guards its top level; a package's __main__ is never re-imported).
-    from .trainer.bitstream import allow_worker_processes
+    from .trainer.workers import allow_worker_processes
     allow_worker_processes()
 
 

@@ -7,6 +7,12 @@ import pytest
 BUNDLED = Path(__file__).resolve().parents[1] / "lotterycodec" / "data" / "kodim23_crop128.png"
 
 
+def pytest_configure(config):
+    # CI runs every test; `pytest -m "not slow" tests` is the quick set a developer runs between edits.
+    config.addinivalue_line("markers", "slow: builds native trees, trains, or runs subprocess pipelines "
+                                       "(seconds to minutes each); deselect with -m 'not slow'")
+
+
 @pytest.fixture(scope="session")
 def bundled_image() -> np.ndarray:
     from lotterycodec.decoder.imageio import load_image

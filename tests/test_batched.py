@@ -153,33 +153,33 @@ def test_cli_encodes_several_inputs_into_a_folder(tmp_path, bundled_image, capsy
 
 
 def test_files_of_a_batch_written_in_worker_processes_equal_those_written_here(small_image, monkeypatch):
-    from lotterycodec.trainer import bitstream, encode
+    from lotterycodec.trainer import encode, workers
     sent = []
 
     def recording(items):
         sent.extend(items)
-        return bitstream.pack_all(items)
+        return workers.pack_all(items)
 
     monkeypatch.setattr(encode, "pack_all", recording)
-    monkeypatch.setattr(bitstream, "POOL_MIN_PIXELS", 0)  # tiny items: start the workers anyway
-    monkeypatch.setattr(bitstream, "_workers_allowed", True)  # as the command line allows them
+    monkeypatch.setattr(workers, "POOL_MIN_PIXELS", 0)  # tiny items: start the workers anyway
+    monkeypatch.setattr(workers, "_workers_allowed", True)  # as the command line allows them
     results = encode_arrays([small_image] * 3, [1e-3] * 3, [0.7, 0.4, 0.7], [1, 2, 3], preset="fast", steps=2,
                             progress=False)
-    assert len(sent) == 3 and bitstream._pool is not None
-    assert [r.data for r in results] == [bitstream.pack(item).data for item in sent]
+    assert len(sent) == 3 and workers._pool is not None
+    assert [r.data for r in results] == [workers.pack(item).data for item in sent]
     assert len({r.data for r in results}) == 3
 
 
 def test_library_callers_write_files_here_unless_they_allow_worker_processes(small_image, monkeypatch):
     # A worker imports the caller's main module again: a script without a main guard would run twice.
-    from lotterycodec.trainer import bitstream
+    from lotterycodec.trainer import workers
 
     def no_workers(fn, args):
         raise AssertionError("worker processes used without allow_worker_processes()")
 
-    monkeypatch.setattr(bitstream, "POOL_MIN_PIXELS", 0)
-    monkeypatch.setattr(bitstream, "_workers_allowed", False)
-    monkeypatch.setattr(bitstream, "_submit", no_workers)
+    monkeypatch.setattr(workers, "POOL_MIN_PIXELS", 0)
+    monkeypatch.setattr(workers, "_workers_allowed", False)
+    monkeypatch.setattr(workers, "_submit", no_workers)
     results = encode_arrays([small_image] * 2, [1e-3] * 2, [0.7] * 2, [1, 2], preset="fast", steps=1, progress=False)
     assert len({r.data for r in results}) == 2
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lotterycodec.decoder.backends import cpu_kernels, get_backend
-from lotterycodec.decoder.config import SYNTH_DENSE
+from lotterycodec.decoder.config import DECODE_STAGES, SYNTH_DENSE
 from lotterycodec.decoder.format import peek_config
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -67,3 +67,11 @@ def test_triton_interpreter_decodes_the_golden_images():
                           text=True, env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {n: MANIFEST[n]["images"]["triton-interpret"] for n in MASKED}
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_every_backend_times_the_same_stages(backend):
+    if backend == "cpu" and not cpu_kernels():
+        pytest.skip("the C++ module is not built")
+    decoded = get_backend(backend)((GOLDEN / "trained_32x32.lotc").read_bytes())
+    assert set(decoded.times) == {*DECODE_STAGES, "all"}

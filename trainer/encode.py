@@ -15,7 +15,8 @@ from ..decoder.format import write_bitstream
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
 from .presets import Preset, get_preset, item_arch, item_steps
-from .bitstream import Packed, pack_all
+from .bitstream import Packed
+from .workers import pack_all
 from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
 from .threads import check_threads
 from .train import BatchedModel, train

@@ -26,7 +26,8 @@ const char* kUsage =
     "       lotterycodec-dec --info IN.lotc\n"
     "  OUT.ppm      binary PPM (P6); - writes it to standard output\n"
     "  --threads N  decode on N threads (default: every core); the output is identical for any N\n"
-    "  --time       print per-stage seconds (parse, entropy, ups, mod, syn; all = file read to image)\n"
+    "  --time       print per-stage seconds (parse, entropy, upsampling, modulation, synthesis;\n"
+    "               all = file read to image)\n"
     "  --kernels K  auto (default: the fastest this CPU runs), scalar, avx2, avx512 or neon\n"
     "  --scalar     the scalar kernels (same as --kernels scalar)\n"
     "  --latents P  also write the decoded latents to P (int32 little-endian, grid after grid)\n"
@@ -145,7 +146,8 @@ int main(int argc, char** argv) {
         }
         if (timing)  // on stderr when the image goes to stdout
             std::fprintf(out == "-" ? stderr : stdout,
-                         "time: parse %.6f entropy %.6f ups %.6f mod %.6f syn %.6f all %.6f (kernels %s, threads %d)\n",
+                         "time: parse %.6f entropy %.6f upsampling %.6f modulation %.6f synthesis %.6f all %.6f "
+                         "(kernels %s, threads %d)\n",
                          stats.parse, stats.entropy, stats.upsampling, stats.modulation, stats.synthesis, all,
                          stats.kernels, options.threads);
     } catch (const std::exception& e) {

@@ -16,6 +16,20 @@ from .metrics import Row
 from .peers import Peer, peer_rows
 from .report import versions, write_outputs
 from .store import missing_jobs, our_row, store
+from ..trainer.presets import get_preset, item_arch, item_steps
+
+
+def _image_paths(dataset: str, images: list[str] | None) -> list[Path]:
+    paths = sorted(Path(dataset).glob("*.png"))
+    if images:
+        wanted = set(images)
+        paths = [p for p in paths if p.stem in wanted]
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            raise ValueError(f"not in {dataset}: {', '.join(sorted(missing))}")
+    if not paths:
+        raise ValueError(f"no PNG images in {dataset}")
+    return paths
 
 
 def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps: int | None = None,
@@ -31,8 +45,6 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
 
     from .jobs import run_jobs
 
-    from ..trainer.presets import get_preset
-
     kept_ratio = get_preset(preset).kept_ratio if kept_ratio is None else kept_ratio  # recorded as a number
     codecs = list(CLASSICAL) if codecs is None else codecs
     unknown = set(codecs) - set(CLASSICAL)
@@ -41,19 +53,10 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     peer_list = [Peer.parse(spec) for spec in peers or []]
     if len({p.curve for p in peer_list}) < len(peer_list):
         raise ValueError("two --peer curves share a name: give one of them name=...")
-    paths = sorted(Path(dataset).glob("*.png"))
-    if images:
-        wanted = set(images)
-        paths = [p for p in paths if p.stem in wanted]
-        missing = wanted - {p.stem for p in paths}
-        if missing:
-            raise ValueError(f"not in {dataset}: {', '.join(sorted(missing))}")
-    if not paths:
-        raise ValueError(f"no PNG images in {dataset}")
+    paths = _image_paths(dataset, images)
     out_dir = Path(out)
     files = out_dir / "files"
     files.mkdir(parents=True, exist_ok=True)
-    from ..trainer.presets import get_preset, item_arch, item_steps
     # Everything an encode depends on, the preset's definition included: a finished file is reused
     # only when this matches its record. "arch" and "steps" are the item's own (its lambda may select
     # the preset's low-rate ones), so the low-rate rule itself is left out of the recorded definition.
