@@ -80,6 +80,7 @@ def test_one_size_per_batch(small_image):
                       progress=False)
 
 
+@pytest.mark.slow
 def test_low_rate_items_train_in_their_own_batch(small_image):
     # the cpu preset's low-rate architecture (lambda >= 4e-3): one batch per architecture, order kept
     got = encode_arrays([small_image] * 3, [1e-3, 1e-2, 4e-3], [0.7] * 3, [1, 2, 3], preset="cpu", steps=1,
@@ -90,6 +91,7 @@ def test_low_rate_items_train_in_their_own_batch(small_image):
     assert [r.summary["lmbda"] for r in got] == [1e-3, 1e-2, 4e-3]
 
 
+@pytest.mark.slow
 def test_batch_of_three_matches_three_single_runs(bundled_image):
     """Same seeds, 32x32, 50 steps: each item of one B = 3 run decodes within 0.05 dB of its own run.
     With Adam for the networks, whose elementwise steps keep a row's rounding its own; SOAP's

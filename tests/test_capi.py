@@ -15,8 +15,8 @@ from lotterycodec.decoder.format import read_bitstream
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "csrc" / "fuzz" / "corpus"
-pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("cmake", "cc", "pkg-config")),
-                                reason="needs cmake, a C compiler and pkg-config")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not all(shutil.which(t) for t in ("cmake", "cc", "pkg-config")),
+                                reason="needs cmake, a C compiler and pkg-config")]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow
 
 from lotterycodec import evaluation as evaluate  # noqa: E402
 from lotterycodec.evaluation import jobs  # noqa: E402

@@ -181,6 +181,7 @@ def executable(tmp_path_factory):
     return build / "lotterycodec-dec"
 
 
+@pytest.mark.slow
 def test_executable_gives_the_module_bytes(executable, trained, tmp_path):
     src = tmp_path / "t.lotc"
     src.write_bytes(trained.data)
@@ -194,6 +195,7 @@ def test_executable_gives_the_module_bytes(executable, trained, tmp_path):
     assert np.array_equal(np.frombuffer(ppm[len(header):], np.uint8).reshape(32, 32, 3), cpu(trained.data).image)
 
 
+@pytest.mark.slow
 def test_executable_hostile_input(executable, small_file, tmp_path):
     cases = [small_file[:n] for n in range(0, len(small_file), 7)] + [b"LOTC\x03" + small_file[5:], small_file + b"!"]
     for i, data in enumerate(cases):
@@ -235,6 +237,7 @@ def aarch64_command(tmp_path_factory):
     return [tools[2], str(build / "lotterycodec-dec")]
 
 
+@pytest.mark.slow
 def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path):
     """NEON and forced-scalar kernels on aarch64: latents identical to the reference, image to one level,
     any thread count the same bytes; hostile input a clean error."""
@@ -257,6 +260,7 @@ def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path
         assert out.returncode == 1 and out.stderr.startswith("lotterycodec-dec: error:")
 
 
+@pytest.mark.slow
 def test_hostile_corpus_under_sanitizers(small_file, trained, tmp_path):
     """The core built with ASan + UBSan decodes valid files and rejects every hostile one cleanly."""
     if shutil.which("cmake") is None:
@@ -350,6 +354,7 @@ def test_arm_input_kinds_agree(weight):
     assert all(np.array_equal(a, b) for a, b in zip(got.latents, grids))
 
 
+@pytest.mark.slow
 def test_executable_full_disk_leaves_the_previous_output(executable, trained, tmp_path):
     """A file-size limit (SIGXFSZ) stands in for a full disk: an error message, the previous
     output whole, no partial file."""

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 
 from lotterycodec.decoder.imageio import save_image  # noqa: E402
 from lotterycodec.demo import main  # noqa: E402

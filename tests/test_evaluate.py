@@ -22,6 +22,7 @@ def dataset(tmp_path_factory, bundled_image):
     return d
 
 
+@pytest.mark.slow
 def test_eval_end_to_end_and_resume(dataset, tmp_path, capsys):
     out = tmp_path / "ev"
     argv = ["eval", str(dataset), "--lmbda", "1e-2,1e-3", "--preset", "fast", "--steps", "20", "--codecs", "jpeg,webp",
@@ -76,6 +77,7 @@ def test_published_curves_need_exactly_the_kodak_images():
 FAKE_COOLCHIC = Path(__file__).parent / "fake_coolchic"
 
 
+@pytest.mark.slow
 def test_eval_peer_runs_its_own_scripts_on_our_pixels(dataset, tmp_path, capsys):
     out = tmp_path / "peer"
     argv = ["eval", str(dataset), "--lmbda", "1e-2", "--preset", "fast", "--steps", "10", "--codecs", "jpeg",

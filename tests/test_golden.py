@@ -61,6 +61,7 @@ def test_cpu_tables_decode_the_golden_image(name):
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None,
                     reason="needs torch and triton")
+@pytest.mark.slow
 def test_triton_interpreter_decodes_the_golden_images():
     # A subprocess: TRITON_INTERPRET must be set before Triton reads its kernels.
     done = subprocess.run([sys.executable, str(GOLDEN / "make_golden.py"), "--triton", *MASKED], capture_output=True,

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 
 pytest.importorskip("torch")
 pytest.importorskip("triton")
+pytestmark = pytest.mark.slow
 
 from lotterycodec.decoder import reference  # noqa: E402
 from lotterycodec.decoder.backends import available_backends, get_backend  # noqa: E402

@@ -50,6 +50,7 @@ def test_select_keeps_each_items_lowest_loss_and_slices_the_optimizer():
     assert [r["loss"] for r in after] == pytest.approx([loss[k]["loss"] for k in kept], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_the_chosen_seed_is_written_and_decodes_on_every_backend(small_image, tmp_path):
     r = encode_array(small_image, lmbda=1e-3, preset="fast", steps=40, seed=7, seeds=3, progress=False)
     assert r.summary["seed_candidates"] == 3 and r.summary["seed"] in (7, 8, 9)
@@ -59,6 +60,7 @@ def test_the_chosen_seed_is_written_and_decodes_on_every_backend(small_image, tm
         assert np.abs(im.astype(int) - images[0].astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_seed_search_equals_training_the_kept_seed_alone_through_the_warmup(small_image):
     """With the warm-up as long as training, the search is K independent runs and a choice: the
     file is the one the kept seed gives on its own, byte for byte (with Adam for the networks: SOAP's

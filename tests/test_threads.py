@@ -68,6 +68,7 @@ def test_available_cores_is_the_affinity_mask():
     assert available_cores() == len(os.sched_getaffinity(0))
 
 
+@pytest.mark.slow
 def test_encode_threads_option(tmp_path, restore_threads):
     import numpy as np
 

@@ -153,6 +153,7 @@ def test_stage1_quantizer_follows_the_presets_schedule():
                                             "noise_std": pytest.approx(0.1)}
 
 
+@pytest.mark.slow
 def test_gaussian_quantizer_noise_comes_from_the_items_generator():
     """Gaussian noise of the asked std, drawn from the item's generator (repeatable per item)."""
     m = _model()
