@@ -1,7 +1,6 @@
 """Golden bitstreams: committed files with the SHA-256 of their latents and of their decoded image
 per backend, so any change to the format or to a decoder shows up here as a diff. After a
 deliberate change, tests/golden/make_golden.py rewrites them (review the manifest's diff)."""
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,17 +16,12 @@ from lotterycodec.decoder.config import DECODE_STAGES, SYNTH_DENSE
 from lotterycodec.decoder.format import peek_config
 
 GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(GOLDEN))
+from make_golden import latents_sha, sha  # noqa: E402  (one definition of the hashes)
+
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 NAMES = sorted(MANIFEST)
 MASKED = [n for n in NAMES if peek_config((GOLDEN / n).read_bytes()).synth_mode != SYNTH_DENSE]
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _latents_sha(latents) -> str:
-    return _sha(b"".join(np.ascontiguousarray(g, np.int64).tobytes() for g in latents))
 
 
 def test_manifest_lists_every_golden_file():
@@ -37,10 +31,10 @@ def test_manifest_lists_every_golden_file():
 @pytest.mark.parametrize("name", NAMES)
 def test_reference_decodes_the_golden_image(name):
     data, want = (GOLDEN / name).read_bytes(), MANIFEST[name]
-    assert _sha(data) == want["sha256"], "the committed file changed"
+    assert sha(data) == want["sha256"], "the committed file changed"
     decoded = get_backend("reference")(data)
-    assert _latents_sha(decoded.latents) == want["latents_sha256"]
-    assert _sha(decoded.image.tobytes()) == want["images"]["reference"]
+    assert latents_sha(decoded.latents) == want["latents_sha256"]
+    assert sha(decoded.image.tobytes()) == want["images"]["reference"]
 
 
 @pytest.mark.skipif(not cpu_kernels(), reason="the C++ module is not built")
@@ -51,10 +45,10 @@ def test_cpu_tables_decode_the_golden_image(name):
     reference = get_backend("reference")(data).image.astype(int)
     for table in cpu_kernels():
         decoded = _cpu_decode(data, 2, kernels=table)
-        assert _latents_sha(decoded.latents) == want["latents_sha256"], table
+        assert latents_sha(decoded.latents) == want["latents_sha256"], table
         recorded = want["images"].get(f"cpu:{table}")
         if recorded is not None:
-            assert _sha(decoded.image.tobytes()) == recorded, table
+            assert sha(decoded.image.tobytes()) == recorded, table
         else:  # a table the manifest's machine did not run: the format's promise instead
             assert np.abs(decoded.image.astype(int) - reference).max() <= 1, table
 

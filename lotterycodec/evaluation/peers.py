@@ -185,11 +185,11 @@ def peer_rows(peers: list[Peer], images: dict[str, np.ndarray], lmbdas: list[flo
                                            f"cc_decode.py --input OUT --output DECODED.png",
                                 "threads_env": "OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=threads"}
         items += [PeerItem(peer, name, image, lm, folder) for name, image in images.items() for lm in grid]
-    todo = [it for it in items if _finished(it, it.peer.settings(crop)) is None]
-    if todo:
-        log(f"peers: {len(todo)} of {len(items)} encodes to run ({workers} at a time)")
+    pending = [it for it in items if _finished(it, it.peer.settings(crop)) is None]
+    if pending:
+        log(f"peers: {len(pending)} of {len(items)} encodes to run ({workers} at a time)")
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for it, record in zip(todo, pool.map(lambda it: encode_item(it, it.peer.settings(crop)), todo)):
+            for it, record in zip(pending, pool.map(lambda it: encode_item(it, it.peer.settings(crop)), pending)):
                 log(f"  {it.peer.curve} {it.image_name} lambda {it.lmbda:g}: encode {record['encoding_time']:.0f} s, "
                     f"decode {record['decoding_time']:.1f} s")
     rows = []
