@@ -1,10 +1,13 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BUNDLED = Path(__file__).resolve().parents[1] / "lotterycodec" / "data" / "kodim23_crop128.png"
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "lotterycodec" / "data" / "kodim23_crop128.png"  # the demo's image
 
 
 def pytest_configure(config):
@@ -42,3 +45,61 @@ def synthetic_file() -> bytes:
     cfg = ArchConfig(n_grids=3, arm_context=8, arm_width=8, mod_width=8, stripe_height=4,
                      shared_max_pixels=16, kept_weights=300)
     return synthetic_bitstream(13, 11, cfg, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_file() -> bytes:
+    """A tiny valid file with every section non-trivial: the hostile-input tests mutate it."""
+    from lotterycodec.decoder.config import ArchConfig
+    from lotterycodec.decoder.synthetic import synthetic_bitstream
+    return synthetic_bitstream(11, 7, ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=8,
+                                                 stripe_height=2, shared_max_pixels=10, kept_weights=250))
+
+
+# Native builds of csrc/ are minutes each on 2 cores: one of each kind per test run, shared.
+def _cmake(build: Path, *flags: str) -> None:
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    run = dict(check=True, capture_output=True, text=True)
+    subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), *flags], **run)
+    subprocess.run(["cmake", "--build", str(build), f"-j{min(4, os.cpu_count() or 1)}"], **run)
+
+
+@pytest.fixture(scope="session")
+def native_prefix(tmp_path_factory) -> Path:
+    """csrc built (Release, plus LOTC_TEST_CMAKE_FLAGS) and installed to a fresh prefix; the build
+    tree removed, so nothing the tests find can come from it."""
+    root = tmp_path_factory.mktemp("lotc")
+    build, prefix = root / "build", root / "prefix"
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}",
+           *os.environ.get("LOTC_TEST_CMAKE_FLAGS", "").split())
+    subprocess.run(["cmake", "--install", str(build)], check=True, capture_output=True)
+    shutil.rmtree(build)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def executable(native_prefix) -> Path:
+    return native_prefix / "bin" / "lotterycodec-dec"
+
+
+@pytest.fixture(scope="session")
+def sanitizer_build(tmp_path_factory) -> Path:
+    """The core and its fuzz replay driver built with ASan + UBSan (Debug)."""
+    build = tmp_path_factory.mktemp("asan")
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Debug", "-DLOTC_SANITIZE=ON")
+    return build
+
+
+@pytest.fixture(scope="session")
+def aarch64_command(tmp_path_factory) -> list[str]:
+    """The executable cross-compiled for aarch64 (NEON kernels), run under qemu-user."""
+    tools = [shutil.which(t) for t in ("cmake", "aarch64-linux-gnu-g++", "qemu-aarch64")]
+    if not all(tools):
+        if os.environ.get("LOTC_REQUIRE_AARCH64") == "1":  # CI installs both and must not skip
+            pytest.fail("LOTC_REQUIRE_AARCH64=1 but g++-aarch64-linux-gnu or qemu-user is missing")
+        pytest.skip("needs Debian's g++-aarch64-linux-gnu and qemu-user")
+    build = tmp_path_factory.mktemp("arm64")
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Release",
+           f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'csrc/cmake/aarch64-linux-gnu.cmake'}")
+    return [tools[2], str(build / "lotterycodec-dec")]

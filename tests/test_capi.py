@@ -19,19 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not all(shutil.which(t) for t
                                 reason="needs cmake, a C compiler and pkg-config")]
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """csrc built (Release) and installed to a fresh prefix; the build tree removed, so nothing
-    found later can come from it."""
-    root = tmp_path_factory.mktemp("lotc")
-    build, prefix = root / "build", root / "prefix"
-    run = dict(check=True, capture_output=True, text=True)
-    subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                    f"-DCMAKE_INSTALL_PREFIX={prefix}"], **run)
-    subprocess.run(["cmake", "--build", str(build), "-j2"], **run)
-    subprocess.run(["cmake", "--install", str(build)], **run)
-    shutil.rmtree(build)
-    return prefix
+@pytest.fixture(scope="session")
+def installed(native_prefix):
+    return native_prefix  # conftest: one Release build per test run, installed, its build tree gone
 
 
 def _libdir(prefix: Path) -> Path:

@@ -41,7 +41,7 @@ def test_api_encode_decode_files(tmp_path, small_image):
 
 def test_cli_encode_decode_json(tmp_path, capsys):
     from PIL import Image
-    from conftest import BUNDLED
+    from lotterycodec.demo import BUNDLED_IMAGE as BUNDLED
     src = tmp_path / "in.png"
     Image.open(BUNDLED).crop((0, 0, 24, 20)).save(src)
     assert main(["encode", str(src), "-o", str(tmp_path / "a.lotc"), "--preset", "fast", "--steps", "20",
@@ -71,14 +71,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys, trained):
 def test_cuda_asked_without_cuda_is_a_clear_error(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    from conftest import BUNDLED
+    from lotterycodec.demo import BUNDLED_IMAGE as BUNDLED
     assert main(["encode", str(BUNDLED), "-o", str(tmp_path / "a.lotc"), "--device", "cuda", "--steps", "1"]) == 1
     assert "CUDA" in capsys.readouterr().err
 
 
 def test_unwritable_output_fails_before_training(tmp_path, capsys):
     import time
-    from conftest import BUNDLED
+    from lotterycodec.demo import BUNDLED_IMAGE as BUNDLED
     t0 = time.perf_counter()
     assert main(["encode", str(BUNDLED), "-o", str(tmp_path / "no" / "such" / "dir.lotc")]) == 1
     assert time.perf_counter() - t0 < 10  # the cpu preset would train for minutes

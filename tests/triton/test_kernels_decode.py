@@ -3,20 +3,16 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-pytest.importorskip("torch")
-pytest.importorskip("triton")
 pytestmark = pytest.mark.slow
 
-from lotterycodec.decoder import reference  # noqa: E402
-from lotterycodec.decoder.backends import available_backends, get_backend  # noqa: E402
-from lotterycodec.cli import main  # noqa: E402
-from lotterycodec.decoder.config import DECODE_STAGES, ArchConfig  # noqa: E402
-from lotterycodec.decoder.synthetic import synthetic_bitstream  # noqa: E402
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.backends import available_backends, get_backend
+from lotterycodec.cli import main
+from lotterycodec.decoder.config import DECODE_STAGES, ArchConfig
+from lotterycodec.decoder.synthetic import synthetic_bitstream
 
 
 def test_triton_backend_matches_reference_on_a_trained_file(trained):

@@ -1,26 +1,18 @@
 """Triton modulation + fused masked synthesis (TRITON_INTERPRET=1 on CPU) against the reference."""
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import numpy as np
+import pytest
+import torch
+import triton
+import triton.language as tl
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
-
-from lotterycodec.decoder import reference  # noqa: E402
-from lotterycodec.decoder.config import ArchConfig  # noqa: E402
-from lotterycodec.decoder.philox import synthesis_weights  # noqa: E402
-from lotterycodec.decoder.synthetic import random_masks, random_networks  # noqa: E402
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
-
-from lotterycodec.kernels import synthesis  # noqa: E402
-from lotterycodec.decoder.reference import live_neurons  # noqa: E402
-from lotterycodec.kernels.synthesis import _gelu, prepare, run  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+from lotterycodec.decoder import reference
+from lotterycodec.decoder.config import ArchConfig
+from lotterycodec.decoder.philox import synthesis_weights
+from lotterycodec.decoder.reference import live_neurons
+from lotterycodec.decoder.synthetic import random_masks, random_networks
+from lotterycodec.kernels import synthesis
+from lotterycodec.kernels.synthesis import _gelu, prepare, run
 
 
 def _case(height, width, arch, kept, seed):
@@ -38,43 +30,43 @@ def _case(height, width, arch, kept, seed):
                                                     (7, 1, {"synth_width0": 12, "n_grids": 3}, 0.67),
                                                     (6, 11, {}, 0.04), (5, 4, {"mod_out": 5}, 0.01),
                                                     (4, 6, {}, 1.0)])
-def test_fused_synthesis_matches_reference(height, width, arch, kept):
+def test_fused_synthesis_matches_reference(device, height, width, arch, kept):
     # kept 0.04 / 0.01: the loops over live neurons run zero or one time
     cfg, nets, up, weights = _case(height, width, arch, kept, height * 31 + width)
     mods = reference.modulate(up, nets.mod)
     want = reference.to_uint8(reference.synthesize(np.arange(height), width, height,
                                                    reference.rewind_inputs(mods), weights))
-    p = prepare(nets.mod, weights, DEVICE)
-    got = run(torch.from_numpy(up).to(DEVICE), p, block=64, num_warps=2).cpu().numpy()
+    p = prepare(nets.mod, weights, device)
+    got = run(torch.from_numpy(up).to(device), p, block=64, num_warps=2).cpu().numpy()
     assert got.shape == want.shape
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
-def test_compaction_counts_what_the_kernels_loop_over():
+def test_compaction_counts_what_the_kernels_loop_over(device):
     cfg, nets, up, weights = _case(3, 3, {}, 0.04, 1)
-    p = prepare(nets.mod, weights, DEVICE)
+    p = prepare(nets.mod, weights, device)
     assert p.head_rows.numel() == cfg.mod_width * (cfg.n_grids + 1 + cfg.mod_out + 3)
     assert p.live == tuple(len(a) for a in live_neurons(weights))
     assert p.l0_rows.numel() == p.live[0] * (p.live[1] + 2)
 
 
-def test_modulation_passes_match_reference():
+def test_modulation_passes_match_reference(device):
     # the head (o1, o0's share of the output sums) and residual-conv (o2) passes alone, so a
     # failure on a GPU names its stage
     cfg, nets, up, weights = _case(11, 70, {}, 0.5, 5)
     o0, o1, o2, _ = reference.modulate(up, nets.mod)
-    p = prepare(nets.mod, weights, DEVICE)
+    p = prepare(nets.mod, weights, device)
     k = synthesis.kernels(cfg.n_grids, cfg.mod_out, p.live[1])
     height, width = up.shape[1:]
-    got1 = torch.empty((cfg.mod_out, height, width), device=DEVICE)
-    z0 = torch.empty((3, height, width), device=DEVICE)
-    k["head_kernel"][(4,)](torch.from_numpy(up).to(DEVICE), p.head_rows, p.b1, got1, z0, height * width,
+    got1 = torch.empty((cfg.mod_out, height, width), device=device)
+    z0 = torch.empty((3, height, width), device=device)
+    k["head_kernel"][(4,)](torch.from_numpy(up).to(device), p.head_rows, p.b1, got1, z0, height * width,
                            cfg.mod_width, BLOCK=256)
     assert np.allclose(got1.cpu().numpy(), o1, rtol=1e-4, atol=1e-5)
     m3_o0 = weights[3][:, cfg.synth_width2 + 3 * cfg.mod_out:]
     assert np.allclose(z0.cpu().numpy(), np.einsum("cj,jhw->chw", m3_o0, o0), rtol=1e-4, atol=1e-5)
     got2 = torch.empty_like(got1)
-    k["conv_kernel"][(4,)](torch.from_numpy(o1).to(DEVICE), p.conv2, got2, height, width, BLOCK=256)
+    k["conv_kernel"][(4,)](torch.from_numpy(o1).to(device), p.conv2, got2, height, width, BLOCK=256)
     assert np.allclose(got2.cpu().numpy(), o2, rtol=1e-4, atol=1e-5)
 
 
@@ -94,8 +86,8 @@ def _gelu_probe(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
     tl.store(y_ptr + i, _gelu(tl.load(x_ptr + i, mask=i < n, other=0.0)), mask=i < n)
 
 
-def test_gelu_matches_reference():
+def test_gelu_matches_reference(device):
     x = np.linspace(-40, 40, 4001, dtype=np.float32)
-    y = torch.empty(x.size, device=DEVICE)
-    _gelu_probe[(1,)](torch.from_numpy(x).to(DEVICE), y, x.size, BLOCK=4096)
+    y = torch.empty(x.size, device=device)
+    _gelu_probe[(1,)](torch.from_numpy(x).to(device), y, x.size, BLOCK=4096)
     assert np.allclose(y.cpu().numpy(), reference.gelu(x), rtol=1e-5, atol=1e-6)
