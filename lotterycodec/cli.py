@@ -146,10 +146,7 @@ def _print_eval(report: dict) -> None:
     print(f"BD-rate of {ours} (PCHIP, overlapping PSNR range): " + ", ".join(cells))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_encode(sub) -> None:
     e = sub.add_parser("encode", help="compress PNGs into .lotc bitstreams")
     e.add_argument("input", nargs="+", help="one PNG, or several (then -o is a folder: one NAME.lotc per input)")
     e.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
@@ -174,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON summary object, no progress bar")
     e.set_defaults(run=_encode, show=_print_encode)
 
+
+def _add_decode(sub) -> None:
     d = sub.add_parser("decode", help="decode a .lotc bitstream to an image")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
@@ -182,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(run=_decode, show=_print_decode)
 
+
+def _add_profile(sub) -> None:
     pr = sub.add_parser("profile", help="MACs/pixel per module of a file or a configuration, beside "
                                          "Cool-chic 4.2 and C3")
     pr.add_argument("input", nargs="?", default=None, help="a .lotc file (else --config)")
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(run=_profile, show=_print_profile)
 
+
+def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="decode latency per file, backend and thread count")
     b.add_argument("files", nargs="+")
     b.add_argument("--backend", default="all", help="all (every backend usable here) | comma list of reference, triton")
@@ -205,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(run=_bench, show=_print_bench)
 
+
+def _add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="RD curve of a folder of PNGs at several lambdas beside JPEG, WebP, AVIF "
                                      "and JPEG XL, with BD-rates (resumable)")
     ev.add_argument("dataset", help="folder of PNG images")
@@ -233,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "threads=T (1), name=CURVE")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(run=_eval, show=_print_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_encode, _add_decode, _add_profile, _add_bench, _add_eval):
+        add(sub)
     return p
 
 

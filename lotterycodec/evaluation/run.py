@@ -41,8 +41,6 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     threads: torch threads per encode job (None: measured in the job; a local pool's workers get
     an equal share of the cores, a Dask worker its own thread count).
     peers: ``--peer`` specs (peers.Peer.parse), run here after our encodes, ``workers`` at a time."""
-    from tqdm import tqdm
-
     from .jobs import run_jobs
 
     kept_ratio = get_preset(preset).kept_ratio if kept_ratio is None else kept_ratio  # recorded as a number
@@ -78,6 +76,32 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     resources = {"GPU": 1} if device == "cuda" else None  # a cluster's GPU workers declare --resources GPU=1
     run_jobs(jobs, lambda items: store(files, settings_for, items), cluster=cluster, workers=workers, retries=retries,
              resources=resources, progress=progress)
+    rows = _measure(loaded, lmbdas, files, settings_for, codecs, progress)
+    peer_record = {}
+    if peer_list:
+        found, peer_record = peer_rows(peer_list, loaded, lmbdas, out_dir, crop, workers=workers,
+                                       log=log if progress else lambda *a: None)
+        rows.extend(found)
+
+    curves, bd, published = _compare(rows, f"{OUR_NAME}-{preset}", crop, loaded)
+    report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
+              "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
+              "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
+              "classical": {c: CLASSICAL[c][2] for c in codecs}, "peers": peer_record,
+              "published_curves": "compared (the dataset is the 24 Kodak images)" if published is None
+              else f"not compared: {published}", "versions": versions(),
+              "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
+              "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
+              "curves": curves, "bd_rate": bd}
+    write_outputs(out_dir, rows, report, f"{OUR_NAME}-{preset}")
+    return report
+
+
+def _measure(loaded: dict, lmbdas: list[float], files: Path, settings_for, codecs: list[str],
+             progress: bool) -> list[Row]:
+    """Rows of our finished files (decoded here) and of the classical codecs, image by image."""
+    from tqdm import tqdm
+
     rows: list[Row] = []
     bar = tqdm(total=len(loaded) * len(lmbdas), desc="measure", unit="file", disable=not progress)
     for name, image in loaded.items():
@@ -89,15 +113,13 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
         for codec in codecs:
             rows.extend(classical_rows(codec, name, image))
     bar.close()
-    peer_record = {}
-    if peer_list:
-        found, peer_record = peer_rows(peer_list, loaded, lmbdas, out_dir, crop, workers=workers,
-                                       log=log if progress else lambda *a: None)
-        rows.extend(found)
+    return rows
 
-    curves = curves_of(rows)
-    ours = f"{OUR_NAME}-{preset}"
-    curves = {(ours if k == OUR_NAME else k): v for k, v in curves.items()}
+
+def _compare(rows: list[Row], ours: str, crop: int, loaded: dict) -> tuple[dict, dict, str | None]:
+    """Curves (ours named by preset), BD-rates of every curve against every other, and why the
+    published curves were left out (None: compared)."""
+    curves = {(ours if k == OUR_NAME else k): v for k, v in curves_of(rows).items()}
     compared = dict(curves)
     # Published curves are means over the 24 whole Kodak images: compared only with exactly those.
     published = "whole images only: these are crops" if crop else kodak_mismatch(loaded)
@@ -105,14 +127,4 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
         compared.update(published_curves())
     bd = {test: {anchor: bd_rate(compared[anchor], compared[test]) for anchor in compared if anchor != test}
           for test in compared}
-    report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
-              "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
-              "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
-              "classical": {c: CLASSICAL[c][2] for c in codecs}, "peers": peer_record,
-              "published_curves": "compared (the dataset is the 24 Kodak images)" if published is None
-              else f"not compared: {published}", "versions": versions(),
-              "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
-              "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
-              "curves": curves, "bd_rate": bd}
-    write_outputs(out_dir, rows, report, ours)
-    return report
+    return curves, bd, published
