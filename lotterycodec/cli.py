@@ -146,6 +146,24 @@ def _print_eval(report: dict) -> None:
     print(f"BD-rate of {ours} (PCHIP, overlapping PSNR range): " + ", ".join(cells))
 
 
+def _chart(args) -> dict:
+    from .evaluation import chart
+    threads = None if args.threads == "auto" else [int(t) for t in args.threads.split(",")]
+    report = chart.chart(args.evals, chart.parse_times(args.time), anchor=args.anchor, threads=threads,
+                         repeat=args.repeat, log=(lambda *a: None) if args.json else print)
+    report["written"] = str(chart.write(report, args.out))
+    return report
+
+
+def _print_chart(report: dict) -> None:
+    for p in report["points"]:
+        times = ", ".join(f"{n} thread(s) {t['mean']:.1f} ms/MP" for n, t in p["decode_ms_per_mpixel"].items())
+        bd = "n/a" if p["bd_rate_vs_anchor"] is None else f"{p['bd_rate_vs_anchor']:+.1f} %"
+        macs = f", {p['macs_per_pixel']:.0f} MACs/pixel" if p.get("macs_per_pixel") else ""
+        print(f"{p['curve']:>24}: BD-rate vs {report['anchor']} {bd}; {times or 'not timed'}{macs}")
+    print(f"wrote {report['written']}/chart.json and chart.png")
+
+
 def _add_encode(sub) -> None:
     e = sub.add_parser("encode", help="compress PNGs into .lotc bitstreams")
     e.add_argument("input", nargs="+", help="one PNG, or several (then -o is a folder: one NAME.lotc per input)")
@@ -240,10 +258,25 @@ def _add_eval(sub) -> None:
     ev.set_defaults(run=_eval, show=_print_eval)
 
 
+def _add_chart(sub) -> None:
+    c = sub.add_parser("chart", help="BD-rate against decode time per megapixel, one point per configuration "
+                                      "(from eval folders; decoders timed here)")
+    c.add_argument("evals", nargs="+", help="eval output folders (their summary.json)")
+    c.add_argument("--time", action="append", default=[], metavar="CURVE=FILE[:FILE...]",
+                   help="full-size files of a curve's configuration(s) to time it on (ours: .lotc; a peer: its "
+                        "bitstreams, decoded by its own decoder); curves without files are listed, not plotted")
+    c.add_argument("--anchor", default="avif", help="the curve BD-rates are measured against")
+    c.add_argument("--threads", default="auto", help="comma list (default: 1 and every core)")
+    c.add_argument("--repeat", type=int, default=5, help="timed decodes per file (median)")
+    c.add_argument("--out", default="chart", help="folder for chart.json and chart.png")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=_chart, show=_print_chart)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lotterycodec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_encode, _add_decode, _add_profile, _add_bench, _add_eval):
+    for add in (_add_encode, _add_decode, _add_profile, _add_bench, _add_eval, _add_chart):
         add(sub)
     return p
 

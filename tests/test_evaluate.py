@@ -107,6 +107,37 @@ def test_eval_peer_runs_its_own_scripts_on_our_pixels(dataset, tmp_path, capsys)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
 
 
+def test_chart_points_from_an_eval_with_a_peer(dataset, tmp_path, capsys, synthetic_file):
+    """`lotterycodec chart`: BD-rate against JPEG from the eval's summary, decode time per megapixel
+    from the files given (ours by the C++ core, the peer by its own decoder's timing line)."""
+    pytest.importorskip("lotterycodec.decoder._lotc_cpu")
+    out = tmp_path / "ev"
+    assert main(["eval", str(dataset), "--lmbda", "1e-2,1e-3", "--preset", "fast", "--steps", "10", "--codecs", "jpeg",
+                 "--crop", "24", "--out", str(out), "--json", "--peer", f"coolchic={FAKE_COOLCHIC},lmbda=2e-2:5e-3,name=cc"]) == 0
+    capsys.readouterr()
+    ours_file = tmp_path / "t.lotc"
+    ours_file.write_bytes(synthetic_file)
+    peer_file = out / "peers" / "cc" / "a_lambda0.02.cool"
+    argv = ["chart", str(out), "--anchor", "jpeg", "--threads", "1,2", "--repeat", "2", "--out", str(tmp_path / "ch"),
+            "--time", f"lotterycodec-fast={ours_file}:{ours_file}", "--time", f"cc={peer_file}", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    points = {p["curve"]: p for p in report["points"]}
+    assert set(points) == {"lotterycodec-fast", "cc"}  # classical curves are anchors, not points
+    summary = json.loads((out / "summary.json").read_text())
+    for name, p in points.items():
+        want = summary["bd_rate"][name]["jpeg"]
+        assert p["bd_rate_vs_anchor"] == (None if want is None else want[0])
+        assert set(p["decode_ms_per_mpixel"]) == {"1", "2"}
+    # the fake decoder reports 0.5 s and more for a 24x24 frame: its own timer, per megapixel
+    assert points["cc"]["decode_ms_per_mpixel"]["1"]["mean"] >= 0.5e3 / (24 * 24 / 1e6)
+    assert points["cc"]["macs_per_pixel"] == 1234
+    assert points["lotterycodec-fast"]["macs_per_pixel"] > 0 and len(points["lotterycodec-fast"]["timing_files"]) == 2
+    assert (tmp_path / "ch" / "chart.png").stat().st_size > 0
+    assert json.loads((tmp_path / "ch" / "chart.json").read_text())["points"] == report["points"]
+    assert main(["chart", str(out), "--time", "cc"]) == 1 and "CURVE=FILE" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("spec,message", [
     ("x265=/tmp", "unknown peer 'x265'"),
     ("coolchic=/nonexistent", "not a Cool-chic checkout"),

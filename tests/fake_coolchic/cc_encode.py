@@ -13,5 +13,6 @@ p.add_argument("--n_itr", type=int, required=True)
 args = p.parse_args()
 if args.lmbda == 0.5:
     raise SystemExit("fake encoder: lambda 0.5 refused")
+print("residue decoder:     1234 MAC / pixel")
 print(f"threads {os.environ.get('OMP_NUM_THREADS')} n_itr {args.n_itr} cfg {os.path.basename(args.dec_cfg_residue)}")
 Image.open(args.input).save(args.output, "JPEG", quality=max(5, min(95, round(100 - 3000 * args.lmbda))))
