@@ -48,6 +48,8 @@ VARIANTS = {
     "soap_gauss_cc5": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5},
     "soap_gauss_cc5_lr2e-2": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "lr": 2e-2},
     "soap_gauss_cc5_score_lr3e-1": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "score_lr": 3e-1},
+    "soap_gauss_cc5_scores_soap": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "score_optimizer": "soap"},
+    "soap_gauss_cc5_score_lr5e-2": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "score_lr": 5e-2},
     "soap_gauss_cc5_hard10": {**_SOAP_KUMARASWAMY, **_GAUSS_CC5, "hard_phase": 0.1},
 }
 

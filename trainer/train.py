@@ -168,11 +168,16 @@ class Optimizers:
         scores = {id(p) for p in model.scores}
         lat = {id(p) for p in model.latents}
         nets = [p for p in model.parameters() if id(p) not in scores and id(p) not in lat]
-        groups = [{"params": list(model.scores), "lr": score_lr}]
+        if preset.score_optimizer not in ("adam", "soap"):
+            raise ValueError(f"unknown score optimizer {preset.score_optimizer!r} (adam or soap)")
+        score_soap = preset.score_optimizer == "soap" and preset.optimizer == "soap"
+        groups = [] if score_soap else [{"params": list(model.scores), "lr": score_lr}]
         if latents:
             groups.append({"params": list(model.latents), "lr": lr})
         if preset.optimizer == "soap":
-            self.all = [torch.optim.Adam(groups), BatchedSOAP(nets, lr=lr)]
+            self.all = [torch.optim.Adam(groups), BatchedSOAP(nets, lr=lr)] if groups else [BatchedSOAP(nets, lr=lr)]
+            if score_soap:
+                self.all.append(BatchedSOAP(list(model.scores), lr=score_lr))
         elif preset.optimizer == "adam":
             self.all = [torch.optim.Adam(groups + [{"params": nets, "lr": lr}])]
         else:

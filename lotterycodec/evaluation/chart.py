@@ -158,6 +158,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xlabel("decode time per megapixel (ms, log scale), this CPU")
     ax.set_ylabel(f"BD-rate vs {report['anchor']} (%)")
     ax.axhline(0, color="grey", lw=0.5)
+    ax.margins(x=0.15, y=0.2)  # room for the labels
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("BD-rate against decode time (lower left is better)")
