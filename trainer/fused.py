@@ -35,7 +35,7 @@ def enabled(on: bool = True):
 
 
 class Fused:
-    """``fn`` eager outside :func:`enabled`, compiled (dynamic shapes: one compile serves every
+    """A decorator: ``fn`` eager outside :func:`enabled`, compiled (dynamic shapes: one compile serves every
     size) inside it."""
 
     def __init__(self, fn):
@@ -55,7 +55,3 @@ class Fused:
             warnings.warn(f"torch.compile failed for {self.fn.__name__} ({type(exc).__name__}: {exc}); "
                           "training goes on without fused kernels", RuntimeWarning, stacklevel=2)
             return self.fn(*args)
-
-
-def fused(fn) -> Fused:
-    return Fused(fn)

@@ -17,7 +17,7 @@ from ..decoder.config import CONTEXT_OFFSETS, SYNTH_DENSE, ArchConfig
 from ..decoder.entropy import LOG2_SCALE_MIN, N_SCALES, SCALE_STEPS_PER_OCTAVE
 from ..decoder.philox import synthesis_weights
 from ..decoder.reference import coordinates
-from .fused import fused
+from .fused import Fused
 
 LOG2_SCALE_MAX = LOG2_SCALE_MIN + (N_SCALES - 1) / SCALE_STEPS_PER_OCTAVE
 
@@ -56,13 +56,13 @@ _GELU_A = 2 * math.sqrt(2 / math.pi)   # 0.5 (1 + tanh(z)) = sigmoid(2 z), z = s
 _GELU_B = _GELU_A * 0.044715
 
 
-@fused
+@Fused
 def _gelu_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     s = torch.sigmoid_((x * x).mul_(_GELU_B).add_(_GELU_A).mul_(x))
     return x * s, s
 
 
-@fused
+@Fused
 def _gelu_backward(x: torch.Tensor, s: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     # d/dx x s(x) = s + x s (1 - s) (A + 3 B x^2)
     return (x * x).mul_(3 * _GELU_B).add_(_GELU_A).mul_(x).mul_(s).mul_(1 - s).add_(s).mul_(grad)
@@ -141,7 +141,7 @@ def arm_forward(ctx: torch.Tensor, weights: list[torch.Tensor], biases: list[tor
     return x[..., 0], x[..., 1]
 
 
-@fused
+@Fused
 def rate_bits(q: list[torch.Tensor], mu: torch.Tensor, log2_scale: torch.Tensor) -> torch.Tensor:
     """(B,) training estimate of the latent rate: continuous Laplace, -log2 of each bin."""
     inv_b = torch.exp2(-log2_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))

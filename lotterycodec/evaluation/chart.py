@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..bench import cpu_model
 from ..decoder.complexity import macs_per_pixel
 from ..decoder.format import read_bitstream
-from .peers import _env
+from .peers import thread_env
 from .report import versions
 
 _PEER_TIME = re.compile(r"time\s*=\s*([\d.]+)\s*seconds")
@@ -50,11 +51,7 @@ def _ours(path: Path, threads: int, repeat: int) -> dict:
     from ..decoder.backends import get_backend
     decode, data = get_backend("cpu"), path.read_bytes()
     decode(data, threads=threads)  # warm-up: tables, pages
-    seconds = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        decoded = decode(data, threads=threads)
-        seconds.append(decoded.times.get("all", time.perf_counter() - t0))
+    seconds = [decode(data, threads=threads).times["all"] for _ in range(repeat)]  # its own timer
     bs = read_bitstream(data)
     return {"seconds": statistics.median(seconds), "pixels": bs.width * bs.height,
             "macs_per_pixel": macs_per_pixel(bs.cfg, bs.height, bs.width)["total"]}
@@ -68,7 +65,7 @@ def _peer(path: Path, record: dict, threads: int, repeat: int) -> dict:
         for _ in range(repeat + 1):  # the first run warms the file cache
             done = subprocess.run([record["python"], str(Path(record["directory"]) / "cc_decode.py"),
                                    "--input", str(path), "--output", str(out)],
-                                  capture_output=True, text=True, env=_env(threads), timeout=1800)
+                                  capture_output=True, text=True, env=thread_env(threads), timeout=1800)
             found = _PEER_TIME.findall(done.stdout + done.stderr)
             if done.returncode or not found:
                 raise RuntimeError(f"decoding {path} with {record['directory']}/cc_decode.py failed: "
@@ -127,14 +124,9 @@ def chart(eval_dirs: list[str], times: dict[str, list[Path]], anchor: str = "avi
                 point["decoder"] = "lotterycodec C++ (cpu backend)"
             points.append(point)
     return {"anchor": anchor, "threads": threads, "repeat": repeat, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "cpu": _cpu_name(), "versions": versions(), "points": points,
+            "cpu": cpu_model(), "versions": versions(), "points": points,
             "x": "decode time per megapixel (median of repeat runs; mean over the curve's configurations)",
             "y": f"BD-rate against {anchor} on the eval's images (PCHIP, overlapping PSNR range)"}
-
-
-def _cpu_name() -> str:
-    from ..bench import cpu_model
-    return cpu_model()
 
 
 def plot(report: dict, path: Path) -> None:

@@ -117,7 +117,8 @@ class PeerItem:
         return self.folder.resolve() / f"{self.image_name}_lambda{self.lmbda:g}{suffix}"
 
 
-def _env(threads: int) -> dict:
+def thread_env(threads: int) -> dict:
+    """This environment with every thread-count variable the peer's libraries read set to ``threads``."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
@@ -128,7 +129,7 @@ def _run(command: list[str], log: Path, threads: int, what: str) -> float:
     """Runs one peer command, its output kept in ``log``; returns its wall time."""
     t0 = time.perf_counter()
     with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=_env(threads))
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=thread_env(threads))
     seconds = time.perf_counter() - t0
     if done.returncode:
         tail = "".join(log.read_text(errors="replace").splitlines(True)[-8:])
