@@ -169,3 +169,44 @@ def test_gaussian_quantizer_noise_comes_from_the_items_generator():
     from lotterycodec.trainer.model import quantize_latents
     q = quantize_latents([big[None]], 1.0, 64, "gaussian", 10.0, 2.0, [m.noise_generator], noise_std=0.2)[0]
     assert abs(float(q.std()) - 0.2) < 0.02  # a large temperature makes soft round nearly the identity
+
+
+def test_networks_rdoq_lowers_the_files_own_cost_and_keeps_integers_and_values_together():
+    """After the step search, RDOQ moves integers toward zero only where distortion + lambda * bits
+    / pixel falls (per item, two items with their own lambdas in one batch); the batch then holds
+    exactly the dequantized integers the file will carry."""
+    from lotterycodec.decoder.format import tensor_bits
+    from lotterycodec.trainer.model import modulate, synthesize, upsample
+    from lotterycodec.trainer.quantize import RDOQ_GROUPS, rdoq_networks, search_steps
+    items = [_model(h=24, w=20, mod_width=8) for _ in range(2)]
+    m = BatchedModel(items)
+    with torch.no_grad():
+        for p in m.mod:
+            p.add_(torch.randn_like(p) * 0.3)
+    target, lmbdas = torch.rand(2, 24, 20, 3), [1e-3, 2e-2]
+    chosen = search_steps(m, target, lmbdas)
+
+    def cost() -> np.ndarray:
+        with torch.no_grad():
+            q = m.quantized_latents("hard")
+            up = upsample(q, m.ups_kernel, m.shapes, per_phase=True)
+            image = synthesize(m.coords, m.synthesis_layers(), modulate(up, list(m.mod)), m.height, m.width)
+            mse = torch.mean((image - target) ** 2, dim=(1, 2, 3)).double().numpy()
+        bits = np.array([sum(tensor_bits(t) for name in RDOQ_GROUPS for t in chosen[b][name][1]) for b in range(2)])
+        return mse + np.array(lmbdas) / (24 * 20) * bits
+
+    before = cost()
+    ints_before = [[t.copy() for name in RDOQ_GROUPS for t in c[name][1]] for c in chosen]
+    moves = rdoq_networks(m, target, lmbdas, chosen)
+    after = cost()
+    assert moves > 0 and np.all(after <= before) and np.any(after < before)
+    params = {"ups_step_exp": [m.ups_kernel], "mod_weight_step_exp": list(m.mod[0::2]),
+              "mod_bias_step_exp": list(m.mod[1::2])}
+    for b in range(2):
+        flat_before = iter(ints_before[b])
+        for name in RDOQ_GROUPS:
+            exp, tensors = chosen[b][name]
+            for p, t in zip(params[name], tensors):
+                assert torch.equal(p[b].detach(), torch.from_numpy(t.astype(np.float32)) * 2.0 ** -exp)
+                old = next(flat_before)  # each integer stayed or moved one step toward zero
+                assert np.all((t == old) | (t == old - np.sign(old)))

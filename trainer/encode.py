@@ -17,9 +17,10 @@ from .model import LotteryModel
 from .presets import Preset, get_preset, item_arch, item_steps
 from .bitstream import Packed
 from .workers import pack_all
-from .quantize import adopt_quantized_arm, integer_masks, item_integers, search_steps
+from .quantize import adopt_quantized_arm, integer_masks, item_integers, rdoq_networks, search_steps
 from .threads import check_threads
-from .train import BatchedModel, train
+from . import fused
+from .train import BatchedModel, compiles, train
 
 
 @dataclass
@@ -158,14 +159,18 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     targets = targets[::candidates]
     t_train = time.perf_counter() - t0
     quant_steps = search_steps(batch, targets, lmbdas)
+    t_rdoq = time.perf_counter()
+    with fused.enabled(compiles(batch, stage1)):  # the compiled GELU when training had it
+        rdoq_networks(batch, targets, lmbdas, quant_steps, chosen.rdoq_passes)
+    t_rdoq = time.perf_counter() - t_rdoq
     batch.unstack_into(items)
     del batch
-    t_search = time.perf_counter() - t0 - t_train
+    t_search = time.perf_counter() - t0 - t_train - t_rdoq
     t1 = time.perf_counter()
     sent = [item_integers(model, item_steps) for model, item_steps in zip(items, quant_steps)]
     packed = pack_all(sent)
     t_write = time.perf_counter() - t1
-    times = {"encode_s": time.perf_counter() - t0, "train_s": t_train, "step_search_s": t_search,
+    times = {"encode_s": time.perf_counter() - t0, "train_s": t_train, "step_search_s": t_search, "rdoq_s": t_rdoq,
              "write_s": t_write, "batch_size": len(images)}
     return [_result(model, item.grids, p, lmbda, stats, chosen.name, steps if steps is not None else chosen.steps,
                     chosen.finetune_steps, times)

@@ -54,6 +54,9 @@ class Preset:
     # value to the second (the scores' scaled alike); each item keeps its best state.
     hard_phase: float = 0.0
     hard_phase_lr: tuple[float, float] = (1e-4, 1e-5)
+    # Passes of the networks' RDOQ after the step search (quantize.rdoq_networks; 0: off): the
+    # upsampling and modulation integers moved one step where that lowers the file's own cost.
+    rdoq_passes: int = 1
 
 
 PRESETS = {

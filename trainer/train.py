@@ -258,8 +258,13 @@ def train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, pres
     steps = preset.steps if steps is None else steps
     if model.batch % candidates:
         raise ValueError(f"a batch of {model.batch} rows is not {candidates} candidates per item")
-    with fused.enabled(model.batch * model.height * model.width * steps >= COMPILE_MIN_WORK):
+    with fused.enabled(compiles(model, steps)):
         return _train(model, targets, lmbdas, preset, steps, progress, threads, candidates, warmup_steps, trace)
+
+
+def compiles(model: BatchedModel, steps: int) -> bool:
+    """Whether training this batch for this many steps is worth compiling the fused parts for."""
+    return model.batch * model.height * model.width * steps >= COMPILE_MIN_WORK
 
 
 def _train(model: BatchedModel, targets: torch.Tensor, lmbdas: torch.Tensor, preset: Preset, steps: int,
