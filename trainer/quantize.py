@@ -99,9 +99,10 @@ def rdoq_networks(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float
     :func:`search_steps`: each non-zero integer in turn moves one step toward zero where that
     lowers distortion + lambda * bits / pixel, the file's own cost (the hard-rounded forward, the
     networks' exact coded bits). Rounding each value to its nearest step does not minimise it: the
-    integers interact through the image. (Moves away from zero, tried too, found no more on
-    real files.) Every item tries its own move in one batched forward. Updates `chosen` and the
-    batch's dequantized values in place; returns the moves kept."""
+    integers interact through the image. (Trying a move away from zero too, on the 16 files of
+    results/cpu_crop256_vs_coolchic, gained at most 0.03 dB more for twice the forwards.) Every
+    item tries its own move in one batched forward. Updates `chosen` and the batch's dequantized
+    values in place; returns the moves kept."""
     B, pixels = batch.batch, batch.height * batch.width
     weights = np.asarray(lmbdas, dtype=np.float64) / pixels
     q_latents = batch.quantized_latents("hard")
