@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from lotterycodec.trainer.threads import available_cores
+
 CHILD = r"""
 import json, os, statistics, sys, time, torch
 torch.set_num_threads(int(sys.argv[4]))
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     layouts = [("one item, 1 thread", 1, 1, 1), (f"batch of {cores}, {cores} threads", cores, cores, 1),
                (f"{cores} items, one process per core", 1, 1, cores)]
     rows = []

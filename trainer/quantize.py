@@ -27,8 +27,42 @@ def integer_masks(model: LotteryModel, kept: int | None = None) -> list[np.ndarr
 
 
 def _round_to_step(p: torch.Tensor, exp: int) -> tuple[torch.Tensor, np.ndarray]:
-    q = torch.round(p.detach() * 2.0 ** exp).clamp(-(1 << 20), 1 << 20)
+    q = torch.round(p.detach() * 2.0 ** exp).clamp(-NET_VALUE_MAX, NET_VALUE_MAX)
     return q * 2.0 ** -exp, q.cpu().numpy().astype(np.int64)
+
+
+def sent_float_groups(batch: BatchedModel) -> dict[str, list[torch.Tensor]]:
+    """Header field (or the dense synthesis' own step) -> the parameters quantized with that step."""
+    groups = {"ups_step_exp": [batch.ups_kernel], "mod_weight_step_exp": list(batch.mod[0::2]),
+              "mod_bias_step_exp": list(batch.mod[1::2])}
+    if batch.cfg.synth_mode == SYNTH_DENSE:
+        groups["synth_step_exp"] = list(batch.dense)
+    return groups
+
+
+class _Distortion:
+    """Per-item MSE of the hard-rounded forward against the targets, for searches that change one
+    group at a time: only what that group feeds is rebuilt (the upsampled latents for the
+    upsampling kernel, the synthesis weights for a dense synthesis)."""
+
+    def __init__(self, batch: BatchedModel, targets: torch.Tensor):
+        self.batch, self.targets = batch, targets
+        self.latents = batch.quantized_latents("hard")
+        self.refresh("ups_step_exp")
+        self.refresh("synth_step_exp")
+
+    def refresh(self, name: str) -> None:
+        if name == "ups_step_exp":
+            self.up = upsample(self.latents, self.batch.ups_kernel, self.batch.shapes, per_phase=True)
+        if name == "synth_step_exp":
+            self.layers = self.batch.synthesis_layers()
+
+    def __call__(self, name: str) -> np.ndarray:
+        """(B,) MSE with group `name` as the batch holds it now."""
+        self.refresh(name)
+        b = self.batch
+        image = synthesize(b.coords, self.layers, modulate(self.up, list(b.mod)), b.height, b.width)
+        return torch.mean((image - self.targets) ** 2, dim=(1, 2, 3)).double().cpu().numpy()
 
 
 @torch.no_grad()
@@ -39,35 +73,10 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
     item is searched at once (one batched forward per candidate step), each keeping its own best.
     Leaves the batch holding the dequantized values. Returns per item {group: (exp, ints)}."""
     B, pixels = batch.batch, batch.height * batch.width
-    q_latents = batch.quantized_latents("hard")
     weights = np.asarray(lmbdas, dtype=np.float64) / pixels
-
-    # Only the group being searched changes between candidates: the upsampled latents are rebuilt
-    # while the upsampling kernel is searched, the synthesis weights while a dense one is.
-    up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
-    layers = batch.synthesis_layers()
-
-    def refresh(name: str) -> None:
-        nonlocal up, layers
-        if name == "ups_step_exp":
-            up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
-        if name == "synth_step_exp":
-            layers = batch.synthesis_layers()
-
-    def distortion(name: str) -> np.ndarray:
-        refresh(name)
-        image = synthesize(batch.coords, layers, modulate(up, list(batch.mod)), batch.height, batch.width)
-        return torch.mean((image - targets) ** 2, dim=(1, 2, 3)).double().cpu().numpy()
-
-    groups = {  # header field (or the dense synthesis' own step) -> parameters quantized with that step
-        "ups_step_exp": [batch.ups_kernel],
-        "mod_weight_step_exp": list(batch.mod[0::2]),
-        "mod_bias_step_exp": list(batch.mod[1::2]),
-    }
-    if batch.cfg.synth_mode == SYNTH_DENSE:
-        groups["synth_step_exp"] = list(batch.dense)
+    distortion = _Distortion(batch, targets)
     chosen: list[dict] = [{} for _ in range(B)]
-    for name, params in groups.items():
+    for name, params in sent_float_groups(batch).items():
         originals = [p.detach().clone() for p in params]
         best_cost = np.full(B, np.inf)
         best: list = [None] * B
@@ -84,7 +93,7 @@ def search_steps(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float]
             for p, (f, _) in zip(params, item):
                 p[b].copy_(f)
             chosen[b][name] = (exp, [q for _, q in item])
-        refresh(name)  # the later groups see this one's chosen values
+        distortion.refresh(name)  # the later groups see this one's chosen values
     return chosen
 
 
@@ -105,46 +114,40 @@ def rdoq_networks(batch: BatchedModel, targets: torch.Tensor, lmbdas: list[float
     values in place; returns the moves kept."""
     B, pixels = batch.batch, batch.height * batch.width
     weights = np.asarray(lmbdas, dtype=np.float64) / pixels
-    q_latents = batch.quantized_latents("hard")
-    layers = batch.synthesis_layers()
-    params = {"ups_step_exp": [batch.ups_kernel], "mod_weight_step_exp": list(batch.mod[0::2]),
-              "mod_bias_step_exp": list(batch.mod[1::2])}
-    up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
-
-    def distortion() -> np.ndarray:
-        image = synthesize(batch.coords, layers, modulate(up, list(batch.mod)), batch.height, batch.width)
-        return torch.mean((image - targets) ** 2, dim=(1, 2, 3)).double().cpu().numpy()
-
+    groups = sent_float_groups(batch)
+    distortion = _Distortion(batch, targets)
     bits = {(name, j): np.array([tensor_bits(chosen[b][name][1][j]) for b in range(B)])
-            for name in RDOQ_GROUPS for j in range(len(params[name]))}
-    dist, rate = distortion(), sum(bits.values())  # per item: the cost is dist + weights * rate
+            for name in RDOQ_GROUPS for j in range(len(groups[name]))}
+    dist, rate = distortion(RDOQ_GROUPS[0]), sum(bits.values())  # per item: the cost is dist + weights * rate
     kept = 0
     for _ in range(passes):
         for name in RDOQ_GROUPS:
-            steps = torch.tensor([2.0 ** -chosen[b][name][0] for b in range(B)], dtype=torch.float32)
-            for j, p in enumerate(params[name]):
+            steps = torch.tensor([2.0 ** -chosen[b][name][0] for b in range(B)], dtype=torch.float32,
+                                 device=batch.ups_kernel.device)
+            for j, p in enumerate(groups[name]):
                 key = (name, j)
                 ints = np.stack([chosen[b][name][1][j].reshape(-1) for b in range(B)])
                 flat = p.view(B, -1)
+
+                def set_column(i: int, values: np.ndarray) -> None:
+                    flat[:, i] = torch.from_numpy(values.astype(np.float32)).to(flat.device) * steps
+
                 for i in np.flatnonzero(ints.any(axis=0)):
                     now = ints[:, i].copy()
                     trial = now - np.sign(now)
-                    flat[:, i] = torch.from_numpy(trial.astype(np.float32)).to(flat.device) * steps.to(flat.device)
-                    if name == "ups_step_exp":
-                        up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
+                    set_column(i, trial)
                     ints[:, i] = trial
                     trial_bits = np.array([tensor_bits(ints[b]) if now[b] else bits[key][b] for b in range(B)])
-                    trial_dist, trial_rate = distortion(), rate - bits[key] + trial_bits
+                    trial_dist, trial_rate = distortion(name), rate - bits[key] + trial_bits
                     better = (now != 0) & (trial_dist + weights * trial_rate < dist + weights * rate)
                     ints[:, i] = np.where(better, trial, now)
                     dist, rate = np.where(better, trial_dist, dist), np.where(better, trial_rate, rate)
                     bits[key] = np.where(better, trial_bits, bits[key])
                     kept += int(better.sum())
-                    flat[:, i] = torch.from_numpy(ints[:, i].astype(np.float32)).to(flat.device) * steps.to(flat.device)
+                    set_column(i, ints[:, i])
                 for b in range(B):
                     chosen[b][name][1][j][...] = ints[b].reshape(chosen[b][name][1][j].shape)
-            if name == "ups_step_exp":
-                up = upsample(q_latents, batch.ups_kernel, batch.shapes, per_phase=True)
+            distortion.refresh(name)  # the last move's rejection restored values the cache has not seen
     return kept
 
 
