@@ -25,12 +25,28 @@ def _model(h=21, w=34, **arch):
 def test_contexts_match_the_entropy_coder():
     """Stripe-confined, zero-padded contexts: the trainer sees exactly what the coder uses."""
     m = _model()
-    q = [v.detach().numpy().astype(np.int64) for v in m.quantized_latents("hard")]
-    for g, v in enumerate(m.quantized_latents("hard")):
-        got = m.contexts(g, v).detach().numpy().astype(np.int64)
-        units = [u for units in substream_plan(m.cfg, m.height, m.width) for u in units if u.grid == g]
-        want = np.concatenate([unit_contexts(q[g], u, m.cfg.arm_context) for u in units])
-        assert np.array_equal(got, want)
+    q = m.quantized_latents("hard")
+    got = m.contexts(q).detach().numpy().astype(np.int64)
+    ints = [v.detach().numpy().astype(np.int64) for v in q]
+    plan = [u for units in substream_plan(m.cfg, m.height, m.width) for u in units]
+    want = np.concatenate([unit_contexts(ints[g], u, m.cfg.arm_context)
+                           for g in range(len(q)) for u in plan if u.grid == g])
+    assert np.array_equal(got, want)
+
+
+def test_context_gradient_is_the_gathers_adjoint():
+    """The gather's backward (one index_add) against autograd through plain indexing."""
+    m = _model()
+    q = [v.detach().requires_grad_() for v in m.quantized_latents("noise")]
+    weights = torch.randn(m.context_index.shape)
+    (m.contexts(q) * weights).sum().backward()
+    got = [v.grad.clone() for v in q]
+    for v in q:
+        v.grad = None
+    flat = torch.cat([v.reshape(-1) for v in q] + [torch.zeros(1)])
+    (flat[m.context_index] * weights).sum().backward()
+    for a, b in zip(got, q):
+        assert torch.allclose(a, b.grad, atol=1e-5)
 
 
 @pytest.mark.parametrize("per_phase", [False, True])

@@ -64,7 +64,7 @@ class BatchedModel(nn.Module):
                 self.register_buffer(f"random_weight{l}",
                                      torch.stack([getattr(m, f"random_weight{l}") for m in items]))
         self.register_buffer("coords", first.coords)
-        self._context_masks = first._context_masks
+        self.register_buffer("context_index", first.context_index, persistent=False)
 
     @property
     def batch(self) -> int:
@@ -119,8 +119,8 @@ class BatchedModel(nn.Module):
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         """(B,) training estimates of the latent rate."""
-        ctx = torch.cat([latent_contexts(v, self.cfg.arm_context, m) for v, m in zip(q, self._context_masks)], dim=1)
-        mu, log2_scale = arm_forward(ctx, list(self.arm_weights), list(self.arm_biases))
+        mu, log2_scale = arm_forward(latent_contexts(q, self.context_index), list(self.arm_weights),
+                                     list(self.arm_biases))
         return rate_bits(q, mu, log2_scale)
 
     def synthesis_layers(self) -> list[torch.Tensor]:
