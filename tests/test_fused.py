@@ -8,16 +8,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lotterycodec.trainer import fused  # noqa: E402
-from lotterycodec.trainer.model import _gelu, rate_bits  # noqa: E402
+from lotterycodec.trainer.model import _gelu, arm_rate_bits  # noqa: E402
 
 
-def _values_and_grads(x, q, mu, scale):
-    x = x.clone().requires_grad_()
+def _values_and_grads(x, q, ctx, arm):
+    x, ctx = x.clone().requires_grad_(), ctx.clone().requires_grad_()
     q = [v.clone().requires_grad_() for v in q]
-    mu, scale = mu.clone().requires_grad_(), scale.clone().requires_grad_()
-    loss = (_gelu(x) ** 2).sum() + rate_bits(q, mu, scale).sum()
+    arm = [p.clone().requires_grad_() for p in arm]
+    loss = (_gelu(x) ** 2).sum() + arm_rate_bits(q, ctx, arm[0::2], arm[1::2]).sum()
     loss.backward()
-    return [loss.detach(), x.grad, mu.grad, scale.grad, *[v.grad for v in q]]
+    return [loss.detach(), x.grad, ctx.grad, *[v.grad for v in q], *[p.grad for p in arm]]
 
 
 @pytest.mark.slow
@@ -26,12 +26,13 @@ def test_compiled_chains_equal_eager():
     for batch, width in ((1, 40), (2, 24)):  # a second shape: dynamic shapes, no wrong reuse
         x = 3 * torch.randn(batch, width, 1000, generator=g)
         q = [torch.round(4 * torch.randn(batch, h, w, generator=g)) for h, w in ((16, 16), (8, 8), (4, 4))]
-        mu = torch.randn(batch, 336, generator=g)
-        scale = torch.randn(batch, 336, generator=g)
-        eager = _values_and_grads(x, q, mu, scale)
+        ctx = torch.round(4 * torch.randn(batch, 336, 8, generator=g))
+        arm = [t for i, o in ((8, 8), (8, 8), (8, 2)) for t in (0.3 * torch.randn(batch, o, i, generator=g),
+                                                                 0.3 * torch.randn(batch, o, generator=g))]
+        eager = _values_and_grads(x, q, ctx, arm)
         with fused.enabled():
-            compiled = _values_and_grads(x, q, mu, scale)
-        assert rate_bits.compiled is not None and not rate_bits.failed
+            compiled = _values_and_grads(x, q, ctx, arm)
+        assert arm_rate_bits.compiled is not None and not arm_rate_bits.failed
         for a, b in zip(eager, compiled):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -172,7 +172,6 @@ def arm_forward(ctx: torch.Tensor, weights: list[torch.Tensor], biases: list[tor
     return x[..., 0], x[..., 1]
 
 
-@Fused
 def rate_bits(q: list[torch.Tensor], mu: torch.Tensor, log2_scale: torch.Tensor) -> torch.Tensor:
     """(B,) training estimate of the latent rate: continuous Laplace, -log2 of each bin."""
     inv_b = torch.exp2(-log2_scale.clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
@@ -181,6 +180,16 @@ def rate_bits(q: list[torch.Tensor], mu: torch.Tensor, log2_scale: torch.Tensor)
     far = torch.exp(-(u + 0.5) * inv_b)
     p = torch.where(u >= 0.5, 0.5 * (near - far), 1 - 0.5 * (near + far))
     return -torch.log2(p.clamp_min(2.0 ** -24)).sum(dim=1)
+
+
+@Fused
+def arm_rate_bits(q: list[torch.Tensor], ctx: torch.Tensor, weights: list[torch.Tensor],
+                  biases: list[torch.Tensor]) -> torch.Tensor:
+    """(B,) rate estimate from the contexts: the ARM and the rate as one graph, so that training
+    compiles the biases, ReLUs and the rate's elementwise chain (forward and backward) around the
+    matrix products: 256x256, ARM 16/16, one thread: 30 -> 22 ms a step."""
+    mu, log2_scale = arm_forward(ctx, weights, biases)
+    return rate_bits(q, mu, log2_scale)
 
 
 def upsample(q: list[torch.Tensor], kernel: torch.Tensor, shapes: list[tuple[int, int]],
@@ -323,8 +332,8 @@ class LotteryModel(nn.Module):
         return mu[0], log2_scale[0]
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
-        mu, log2_scale = self.arm_forward(self.contexts(q))
-        return rate_bits([v[None] for v in q], mu[None], log2_scale[None])[0]
+        return arm_rate_bits([v[None] for v in q], self.contexts(q)[None], [layer.weight[None] for layer in self.arm],
+                             [layer.bias[None] for layer in self.arm])[0]
 
     # ------------------------------------------------------------------ synthesis side
     def upsample(self, q: list[torch.Tensor], per_phase: bool = False) -> torch.Tensor:

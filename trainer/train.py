@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..decoder.config import SYNTH_DENSE
-from .model import (LotteryModel, arm_forward, latent_contexts, modulate, quantize_latents, rate_bits, synthesize,
+from .model import (LotteryModel, arm_rate_bits, latent_contexts, modulate, quantize_latents, synthesize,
                     top_k_masks, upsample)
 from . import fused
 from .optim import BatchedSOAP
@@ -119,9 +119,7 @@ class BatchedModel(nn.Module):
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         """(B,) training estimates of the latent rate."""
-        mu, log2_scale = arm_forward(latent_contexts(q, self.context_index), list(self.arm_weights),
-                                     list(self.arm_biases))
-        return rate_bits(q, mu, log2_scale)
+        return arm_rate_bits(q, latent_contexts(q, self.context_index), list(self.arm_weights), list(self.arm_biases))
 
     def synthesis_layers(self) -> list[torch.Tensor]:
         if self.cfg.synth_mode == SYNTH_DENSE:
