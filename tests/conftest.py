@@ -57,12 +57,13 @@ def small_file() -> bytes:
 
 
 # Native builds of csrc/ are minutes each on 2 cores: one of each kind per test run, shared.
-def _cmake(build: Path, *flags: str) -> None:
+def _cmake(build: Path, *flags: str, target: str | None = None) -> None:
     if shutil.which("cmake") is None:
         pytest.skip("cmake not installed")
     run = dict(check=True, capture_output=True, text=True)
     subprocess.run(["cmake", "-S", str(ROOT / "csrc"), "-B", str(build), *flags], **run)
-    subprocess.run(["cmake", "--build", str(build), f"-j{min(4, os.cpu_count() or 1)}"], **run)
+    subprocess.run(["cmake", "--build", str(build), f"-j{min(4, os.cpu_count() or 1)}",
+                    *(["--target", target] if target else [])], **run)
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +92,43 @@ def sanitizer_build(tmp_path_factory) -> Path:
     return build
 
 
+def _cross_command(tmp_path_factory, name: str, compiler: str, qemu: str, toolchain: str, require: str,
+                   package: str) -> list[str]:
+    """The executable cross-compiled with a Debian cross compiler, run under qemu-user."""
+    tools = [shutil.which(t) for t in ("cmake", compiler, qemu)]
+    if not all(tools):
+        if os.environ.get(require) == "1":  # CI installs them and must not skip
+            pytest.fail(f"{require}=1 but {package} or qemu-user is missing")
+        pytest.skip(f"needs Debian's {package} and qemu-user")
+    build = tmp_path_factory.mktemp(name)
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'csrc/cmake' / toolchain}",
+           target="lotterycodec-dec")
+    return [tools[2], str(build / "lotterycodec-dec")]
+
+
 @pytest.fixture(scope="session")
 def aarch64_command(tmp_path_factory) -> list[str]:
-    """The executable cross-compiled for aarch64 (NEON kernels), run under qemu-user."""
-    tools = [shutil.which(t) for t in ("cmake", "aarch64-linux-gnu-g++", "qemu-aarch64")]
-    if not all(tools):
-        if os.environ.get("LOTC_REQUIRE_AARCH64") == "1":  # CI installs both and must not skip
-            pytest.fail("LOTC_REQUIRE_AARCH64=1 but g++-aarch64-linux-gnu or qemu-user is missing")
-        pytest.skip("needs Debian's g++-aarch64-linux-gnu and qemu-user")
-    build = tmp_path_factory.mktemp("arm64")
-    _cmake(build, "-DCMAKE_BUILD_TYPE=Release",
-           f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'csrc/cmake/aarch64-linux-gnu.cmake'}")
-    return [tools[2], str(build / "lotterycodec-dec")]
+    """64-bit ARM (NEON kernels)."""
+    return _cross_command(tmp_path_factory, "arm64", "aarch64-linux-gnu-g++", "qemu-aarch64",
+                          "aarch64-linux-gnu.cmake", "LOTC_REQUIRE_AARCH64", "g++-aarch64-linux-gnu")
+
+
+@pytest.fixture(scope="session")
+def armv7_command(tmp_path_factory) -> list[str]:
+    """32-bit ARMv7-A with NEON and VFPv4 (NEON kernels)."""
+    return _cross_command(tmp_path_factory, "armv7", "arm-linux-gnueabihf-g++", "qemu-arm",
+                          "arm-linux-gnueabihf.cmake", "LOTC_REQUIRE_ARMV7", "g++-arm-linux-gnueabihf")
+
+
+@pytest.fixture(scope="session")
+def libfuzzer_build(tmp_path_factory) -> Path:
+    """The libFuzzer target (csrc/fuzz/fuzz_decode.cpp) built with clang, ASan and UBSan."""
+    clang = shutil.which("clang++")
+    if clang is None:
+        if os.environ.get("LOTC_REQUIRE_CLANG") == "1":
+            pytest.fail("LOTC_REQUIRE_CLANG=1 but clang++ is missing")
+        pytest.skip("needs clang and libFuzzer (Debian's clang, libfuzzer-14-dev)")
+    build = tmp_path_factory.mktemp("libfuzzer")
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Release", "-DLOTC_FUZZ=ON", f"-DCMAKE_CXX_COMPILER={clang}",
+           f"-DCMAKE_C_COMPILER={shutil.which('clang') or 'clang'}", target="lotc-fuzz")
+    return build / "lotc-fuzz"

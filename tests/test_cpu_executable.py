@@ -1,5 +1,5 @@
 """lotterycodec-dec, the standalone executable (installed from one Release build per test run):
-the module's bytes, clean errors, a full disk, and the aarch64 cross-build under qemu."""
+the module's bytes, clean errors, a full disk, and the ARM cross-builds (aarch64, ARMv7) under qemu."""
 import subprocess
 
 import numpy as np
@@ -39,9 +39,11 @@ def test_executable_hostile_input(executable, small_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path):
-    """NEON and forced-scalar kernels on aarch64: latents identical to the reference, image to one level,
-    any thread count the same bytes; hostile input a clean error."""
+@pytest.mark.parametrize("target", ["aarch64_command", "armv7_command"])
+def test_arm_builds_under_qemu(target, request, trained, small_file, tmp_path):
+    """NEON and forced-scalar kernels on 64-bit ARM and 32-bit ARMv7: latents identical to the
+    reference, image to one level, any thread count the same bytes; hostile input a clean error."""
+    command = request.getfixturevalue(target)
     odd = synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=16,
                                                  kept_weights=900))
     for data in (trained.data, odd):
@@ -49,7 +51,7 @@ def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path
         want_latents = np.concatenate([g.ravel() for g in ref.latents])
         images = []
         for flags, kernels in ((["--threads", "1"], "neon"), (["--threads", "3"], "neon"), (["--scalar"], "scalar")):
-            out, image, latents = run_executable(aarch64_command, data, tmp_path, "--time", *flags)
+            out, image, latents = run_executable(command, data, tmp_path, "--time", *flags)
             assert out.returncode == 0, out.stderr
             assert f"kernels {kernels}" in out.stdout
             assert np.array_equal(latents, want_latents)
@@ -57,7 +59,7 @@ def test_aarch64_build_under_qemu(aarch64_command, trained, small_file, tmp_path
             images.append(image)
         assert np.array_equal(images[0], images[1])
     for bad in (small_file[:40], small_file[:-1], b"LOTC\x03" + small_file[5:]):
-        out, _, _ = run_executable(aarch64_command, bad, tmp_path)
+        out, _, _ = run_executable(command, bad, tmp_path)
         assert out.returncode == 1 and out.stderr.startswith("lotterycodec-dec: error:")
 
 

@@ -87,6 +87,26 @@ def test_hostile_corpus_under_sanitizers(sanitizer_build, small_file, trained, t
     assert out.stdout.strip() == f"replayed {len(list(corpus.iterdir()))} inputs"
 
 
+@pytest.mark.slow
+def test_libfuzzer_replays_the_corpus_and_fuzzes_briefly(libfuzzer_build, tmp_path):
+    """clang's libFuzzer on the decode entry point under ASan + UBSan, differential across the kernel
+    tables: the committed corpus replayed, then a short coverage-guided run (LOTC_FUZZ_SECONDS, default
+    30) with zero reports. The long runs live in results/fuzz_decode."""
+    corpus = ROOT / "csrc" / "fuzz" / "corpus"
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0"}
+    limits = ["-timeout=20", "-rss_limit_mb=2048", "-malloc_limit_mb=1024"]
+    out = subprocess.run([str(libfuzzer_build), "-runs=0", *limits, str(corpus)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    work = tmp_path / "corpus"  # new finds land here, not in the committed corpus
+    work.mkdir()
+    seconds = os.environ.get("LOTC_FUZZ_SECONDS", "30")
+    out = subprocess.run([str(libfuzzer_build), f"-max_total_time={seconds}", "-print_final_stats=1", *limits,
+                          str(work), str(corpus)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "stat::number_of_executed_units" in out.stderr
+
+
 def test_fuzz_corpus_valid_and_hostile_files_are_what_their_names_say():
     """The seed corpus holds valid files (their names: a configuration and a size) and hostile
     ones; the reference and the C++ core agree on which is which."""

@@ -1,16 +1,29 @@
-// NEON kernel table for AArch64 (NEON is part of the base ISA there, so no run-time check).
+// NEON kernel table for AArch64 (NEON is part of the base ISA there, so no run-time check) and
+// for 32-bit ARMv7-A built with NEON and VFPv4 (-mfpu=neon-vfpv4: the fused multiply-add), where a
+// build for NEON is a build for CPUs that have it.
 #include "lotc_kernels.h"
 
-#if defined(__ARM_NEON) && defined(__aarch64__)
+#if defined(__ARM_NEON) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
 #include <arm_neon.h>
 
 namespace lotc {
 namespace {
 
+// Round to an integer-valued float: ARMv8's vrndn; ARMv7 has none, so add ±0.5 and truncate
+// (ties away from zero instead of to even: exp2_neon only needs |t - n| <= 0.5).
+inline float32x4_t round_neon(float32x4_t t) {
+#if defined(__aarch64__) || defined(__ARM_FEATURE_DIRECTED_ROUNDING)
+    return vrndnq_f32(t);
+#else
+    const float32x4_t half = vbslq_f32(vdupq_n_u32(0x80000000u), t, vdupq_n_f32(0.5f));  // copysign(0.5, t)
+    return vcvtq_f32_s32(vcvtq_s32_f32(vaddq_f32(t, half)));
+#endif
+}
+
 // The AVX2 table's formulas (see there): 2^t by a degree-5 fit, reciprocal by estimate + Newton step.
 inline float32x4_t exp2_neon(float32x4_t t) {
     t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(-125.0f)), vdupq_n_f32(125.0f));
-    const float32x4_t n = vrndnq_f32(t);
+    const float32x4_t n = round_neon(t);
     const float32x4_t f = vsubq_f32(t, n);
     float32x4_t p = vdupq_n_f32(1.3216948e-3f);
     p = vfmaq_f32(vdupq_n_f32(9.6667539e-3f), p, f);
@@ -45,12 +58,12 @@ void mac_neon(const float* const* in, const SparseLayer& layer, float* const* ou
         for (int v = 0; v < vectors; v += 4) {  // four accumulators (16 pixels) per pass
             float32x4_t a0 = vdupq_n_f32(layer.bias[o]), a1 = a0, a2 = a0, a3 = a0;
             for (uint32_t k = k0; k < k1; ++k) {
-                const float w = layer.value[k];
+                const float32x4_t w = vdupq_n_f32(layer.value[k]);  // vfmaq_n_f32 is AArch64 only
                 const float* x = in[layer.index[k]] + 4 * v;
-                a0 = vfmaq_n_f32(a0, vld1q_f32(x), w);
-                a1 = vfmaq_n_f32(a1, vld1q_f32(x + 4), w);
-                a2 = vfmaq_n_f32(a2, vld1q_f32(x + 8), w);
-                a3 = vfmaq_n_f32(a3, vld1q_f32(x + 12), w);
+                a0 = vfmaq_f32(a0, vld1q_f32(x), w);
+                a1 = vfmaq_f32(a1, vld1q_f32(x + 4), w);
+                a2 = vfmaq_f32(a2, vld1q_f32(x + 8), w);
+                a3 = vfmaq_f32(a3, vld1q_f32(x + 12), w);
             }
             float* yv = y + 4 * v;
             store_act(yv, a0, act), store_act(yv + 4, a1, act), store_act(yv + 8, a2, act), store_act(yv + 12, a3, act);

@@ -2,7 +2,7 @@
 // crash, a sanitizer report, a hang or an unbounded allocation.
 //
 // - With clang's libFuzzer (cmake -DLOTC_FUZZ=ON, CXX=clang++): coverage-guided fuzzing under
-//   ASan + UBSan. The custom mutator re-seals both CRC-32s after each mutation (where the header
+//   ASan + UBSan, differential across the kernel tables (below). The custom mutator re-seals both CRC-32s after each mutation (where the header
 //   size byte allows), so mutants reach the deep parsers and the range decoder instead of all
 //   dying at the CRC check.
 // - Built with -DLOTC_FUZZ_REPLAY (any compiler; cmake -DLOTC_SANITIZE=ON builds it as
@@ -12,6 +12,8 @@
 #include "../core/lotc_internal.h"
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -23,15 +25,43 @@
 #define LOTC_DEFAULT_TABLES "laplace_tables.npy"
 #endif
 
+namespace {
+// A cap the caller of a real decoder would set: keeps each run small so the fuzzer stays fast
+// (what a file declaring more costs is the work-limit tests' business, not the fuzzer's).
+constexpr uint64_t kMaxPixels = 1u << 20;
+
+[[noreturn]] void disagree(const char* what, const std::string& table) {
+    std::fprintf(stderr, "kernel table %s against scalar: %s\n", table.c_str(), what);
+    std::abort();
+}
+}  // namespace
+
+// Differential: every kernel table this build runs on this CPU against the scalar one (one thread,
+// the reference formulas). They must refuse exactly the same inputs, decode identical latents and
+// images within one 8-bit level (FORMAT §8); a disagreement aborts, so the fuzzer reports it.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const lotc::Tables tables = lotc::Tables::from_npy_file(LOTC_DEFAULT_TABLES);
-    // The fastest table and the scalar one: both must refuse the same inputs cleanly. Two threads,
-    // so the pool's error path (an exception on a helper thread) is exercised too.
-    for (const char* kernels : {"auto", "scalar"}) {
+    static const std::vector<std::string> kernels = lotc::available_kernels();
+    auto run = [&](const std::string& table, int threads, lotc::Decoded& out) {
         try {
-            lotc::decode(data, size, tables, 2, false, kernels);
+            out = lotc::decode(data, size, tables, threads, false, table, kMaxPixels);
+            return true;
         } catch (const lotc::DecodeError&) {
+        } catch (const lotc::LimitError&) {
         }
+        return false;
+    };
+    lotc::Decoded want;
+    const bool ok = run("scalar", 1, want);
+    for (const std::string& table : kernels) {
+        lotc::Decoded got;
+        // Two threads: the pool's paths (an error thrown on a helper thread included).
+        if (run(table, 2, got) != ok) disagree("accepted by one table and refused by another", table);
+        if (!ok) continue;
+        if (got.latents != want.latents) disagree("latents differ", table);
+        if (got.rgb.size() != want.rgb.size()) disagree("image sizes differ", table);
+        for (size_t i = 0; i < got.rgb.size(); ++i)
+            if (std::abs(int(got.rgb[i]) - int(want.rgb[i])) > 1) disagree("image more than one level apart", table);
     }
     return 0;
 }
