@@ -75,13 +75,17 @@ PRESETS = {
     # see results/eval_crop256_cpu (README: "low-rate architecture"). That architecture trains a
     # step in ~60 % of the time, so it gets 3200 steps in the same budget (kodim23 crop, 2000 ->
     # 3200 steps: 1746 -> 1693 bytes and 29.87 -> 29.94 dB at 1e-2; 2719 -> 2539, 31.72 -> 31.85 at 4e-3).
-    # 2400 steps since the fused training step (trainer.fused) and one item per core: the
-    # high-rate points were the ones short of cpu-long (up to 0.9 dB at lambda 3e-4 with 2000).
-    "cpu": Preset("cpu", steps=2400, arch={"arm_context": 16, "arm_width": 16},
-                  description="256x256 in about 5-6 minutes on 2 CPU cores (one item per core)",
+    # The high-rate points are the ones short of cpu-long (up to 0.9 dB at lambda 3e-4 with 2000
+    # steps), so the step count grows as a step gets faster: 2800 since the gathered ARM contexts.
+    # One encode on 2 cores (two threads) then trains a 256x256 step in 94-105 ms (default
+    # networks; the low-rate ones ~85 ms) and takes about 5 minutes (measured 316 s at lambda 1e-3,
+    # 280 s at 4e-3); 2400 -> 2800 steps: -0.5 % BD-rate, level with cpu-long on four crops
+    # (results/cpu_crop256_vs_coolchic).
+    "cpu": Preset("cpu", steps=2800, arch={"arm_context": 16, "arm_width": 16},
+                  description="256x256 in about 5 minutes on 2 CPU cores",
                   low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24}, low_rate_from=4e-3,
                   low_rate_steps=3200),
-    # Five times cpu's steps, same networks: toward the longer-schedule end of the RD curve within
+    # 10k steps (16k low-rate), same networks as cpu: toward the longer-schedule end of the RD curve within
     # ~30 minutes per encode (cpu's steps take 0.12-0.15 s at 256x256 on the project VM, the
     # low-rate items' 0.08-0.09 s).
     "cpu-long": Preset("cpu-long", steps=10_000, arch={"arm_context": 16, "arm_width": 16}, log_every=100,
