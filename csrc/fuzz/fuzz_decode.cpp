@@ -11,6 +11,7 @@
 #include "../core/lotc_decoder.h"
 #include "../core/lotc_internal.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -69,15 +70,98 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #ifndef LOTC_FUZZ_REPLAY
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 
-extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int) {
+namespace {
+
+void put_u32(uint8_t* at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) at[i] = uint8_t(v >> (8 * i));
+}
+
+// Reads a LEB128 varint of at most 10 bytes at data[pos] (pos < end); false if it runs past end.
+bool read_varint(const uint8_t* data, size_t end, size_t& pos, uint64_t& value) {
+    value = 0;
+    for (int shift = 0; shift < 70 && pos < end; shift += 7) {
+        const uint8_t byte = data[pos++];
+        value |= uint64_t(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) return true;
+    }
+    return false;
+}
+
+void write_varint(std::vector<uint8_t>& out, uint64_t v) {
+    do {
+        out.push_back(uint8_t((v & 0x7F) | (v > 0x7F ? 0x80 : 0)));
+        v >>= 7;
+    } while (v);
+}
+
+// A file cut at the FORMAT §1/§2 layout: the header's bytes up to its three section sizes, and the
+// three sections (networks, mask, latents). False when the header does not parse that far.
+struct Split {
+    std::vector<uint8_t> prefix;                 // magic .. the config record (header_size byte included)
+    std::vector<uint8_t> section[3];             // networks, mask, latents
+};
+
+bool split(const uint8_t* data, size_t size, Split& out) {
+    if (size < 10 || data[5] < 10 || size_t(data[5]) > size) return false;
+    const size_t header = data[5];
+    size_t pos = 6;
+    uint64_t v;
+    for (int field = 0; field < 2; ++field)  // width, height
+        if (!read_varint(data, header, pos, v)) return false;
+    pos += 2;  // channels, bit depth
+    if (pos > header || !read_varint(data, header, pos, v)) return false;  // seed
+    for (size_t i = 0; i < lotc::config_fields().size(); ++i)
+        if (!read_varint(data, header, pos, v)) return false;
+    out.prefix.assign(data, data + pos);
+    uint64_t bytes[3];
+    for (uint64_t& b : bytes)
+        if (!read_varint(data, header, pos, b)) return false;
+    size_t at = header;
+    for (int k = 0; k < 3; ++k) {
+        const size_t n = size_t(std::min<uint64_t>(bytes[k], size - std::min(size, at)));
+        out.section[k].assign(data + at, data + at + n);
+        at += n;
+    }
+    return true;
+}
+
+// Writes the file back: fresh section sizes, header_size and both CRCs. 0 if it exceeds max_size.
+size_t join(const Split& in, uint8_t* data, size_t max_size) {
+    std::vector<uint8_t> file = in.prefix;
+    for (const auto& sec : in.section) write_varint(file, sec.size());
+    if (file.size() + 4 > 255) return 0;
+    file[5] = uint8_t(file.size() + 4);
+    const size_t header = file.size() + 4;
+    file.resize(header);
+    put_u32(file.data() + header - 4, lotc::detail::crc32(file.data(), header - 4));
+    for (const auto& sec : in.section) file.insert(file.end(), sec.begin(), sec.end());
+    file.resize(file.size() + 4);
+    put_u32(file.data() + file.size() - 4, lotc::detail::crc32(file.data() + header, file.size() - 4 - header));
+    if (file.size() > max_size) return 0;
+    std::memcpy(data, file.data(), file.size());
+    return file.size();
+}
+
+}  // namespace
+
+// Structure-aware: most of the time one section is mutated on its own (its size may change) and
+// the file is rebuilt around it with fresh section sizes, header size and CRCs, so mutants get past
+// the size and CRC checks into the section parsers, the mask coder and the range decoder; otherwise
+// (or when the header does not parse) the whole file is mutated and both CRCs re-sealed.
+extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
+    Split parts;
+    if (seed % 4 != 0 && split(data, size, parts) && !parts.section[(seed / 4) % 3].empty()) {
+        std::vector<uint8_t>& sec = parts.section[(seed / 4) % 3];
+        const size_t old = sec.size();
+        sec.resize(old + (max_size > size ? max_size - size : 0));
+        sec.resize(LLVMFuzzerMutate(sec.data(), old, sec.size()));
+        if (const size_t n = join(parts, data, max_size)) return n;
+    }
     size = LLVMFuzzerMutate(data, size, max_size);
     const size_t header = size > 5 ? data[5] : 0;
     if (header >= 10 && header + 4 <= size) {
-        auto put = [&](size_t at, uint32_t v) {
-            for (int i = 0; i < 4; ++i) data[at + i] = uint8_t(v >> (8 * i));
-        };
-        put(header - 4, lotc::detail::crc32(data, header - 4));
-        put(size - 4, lotc::detail::crc32(data + header, size - 4 - header));
+        put_u32(data + header - 4, lotc::detail::crc32(data, header - 4));
+        put_u32(data + size - 4, lotc::detail::crc32(data + header, size - 4 - header));
     }
     return size;
 }
