@@ -2,9 +2,9 @@
 // crash, a sanitizer report, a hang or an unbounded allocation.
 //
 // - With clang's libFuzzer (cmake -DLOTC_FUZZ=ON, CXX=clang++): coverage-guided fuzzing under
-//   ASan + UBSan, differential across the kernel tables (below). The custom mutator re-seals both CRC-32s after each mutation (where the header
-//   size byte allows), so mutants reach the deep parsers and the range decoder instead of all
-//   dying at the CRC check.
+//   ASan + UBSan, differential across the kernel tables (below). The custom mutator (at the end)
+//   knows the file layout: it mutates one section and rebuilds sizes and both CRC-32s, so mutants
+//   reach the deep parsers and the range decoder instead of all dying at the size or CRC checks.
 // - Built with -DLOTC_FUZZ_REPLAY (any compiler; cmake -DLOTC_SANITIZE=ON builds it as
 //   lotc-fuzz-replay): a main() that runs the target over files and folders, e.g. the committed
 //   corpus (csrc/fuzz/corpus), which the tests replay under g++'s ASan + UBSan.
