@@ -92,14 +92,21 @@ def sanitizer_build(tmp_path_factory) -> Path:
     return build
 
 
+def _tools(names: tuple[str, ...], require: str, packages: str) -> list[str]:
+    """The tools' paths; a missing one skips the test, or fails it where the environment variable
+    `require` is 1 (CI installs the packages and must not skip)."""
+    tools = [shutil.which(t) for t in names]
+    if not all(tools):
+        if os.environ.get(require) == "1":
+            pytest.fail(f"{require}=1 but one of {', '.join(names)} is missing ({packages})")
+        pytest.skip(f"needs {', '.join(names)} (Debian: {packages})")
+    return tools
+
+
 def _cross_command(tmp_path_factory, name: str, compiler: str, qemu: str, toolchain: str, require: str,
                    package: str) -> list[str]:
     """The executable cross-compiled with a Debian cross compiler, run under qemu-user."""
-    tools = [shutil.which(t) for t in ("cmake", compiler, qemu)]
-    if not all(tools):
-        if os.environ.get(require) == "1":  # CI installs them and must not skip
-            pytest.fail(f"{require}=1 but {package} or qemu-user is missing")
-        pytest.skip(f"needs Debian's {package} and qemu-user")
+    tools = _tools(("cmake", compiler, qemu), require, f"{package} qemu-user")
     build = tmp_path_factory.mktemp(name)
     _cmake(build, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'csrc/cmake' / toolchain}",
            target="lotterycodec-dec")
@@ -123,12 +130,8 @@ def armv7_command(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="session")
 def libfuzzer_build(tmp_path_factory) -> Path:
     """The libFuzzer target (csrc/fuzz/fuzz_decode.cpp) built with clang, ASan and UBSan."""
-    clang = shutil.which("clang++")
-    if clang is None:
-        if os.environ.get("LOTC_REQUIRE_CLANG") == "1":
-            pytest.fail("LOTC_REQUIRE_CLANG=1 but clang++ is missing")
-        pytest.skip("needs clang and libFuzzer (Debian's clang, libfuzzer-14-dev)")
+    clang, clangxx = _tools(("clang", "clang++"), "LOTC_REQUIRE_CLANG", "clang libfuzzer-14-dev")
     build = tmp_path_factory.mktemp("libfuzzer")
-    _cmake(build, "-DCMAKE_BUILD_TYPE=Release", "-DLOTC_FUZZ=ON", f"-DCMAKE_CXX_COMPILER={clang}",
-           f"-DCMAKE_C_COMPILER={shutil.which('clang') or 'clang'}", target="lotc-fuzz")
+    _cmake(build, "-DCMAKE_BUILD_TYPE=Release", "-DLOTC_FUZZ=ON", f"-DCMAKE_CXX_COMPILER={clangxx}",
+           f"-DCMAKE_C_COMPILER={clang}", target="lotc-fuzz")
     return build / "lotc-fuzz"

@@ -76,17 +76,6 @@ void put_u32(uint8_t* at, uint32_t v) {
     for (int i = 0; i < 4; ++i) at[i] = uint8_t(v >> (8 * i));
 }
 
-// Reads a LEB128 varint of at most 10 bytes at data[pos] (pos < end); false if it runs past end.
-bool read_varint(const uint8_t* data, size_t end, size_t& pos, uint64_t& value) {
-    value = 0;
-    for (int shift = 0; shift < 70 && pos < end; shift += 7) {
-        const uint8_t byte = data[pos++];
-        value |= uint64_t(byte & 0x7F) << shift;
-        if (!(byte & 0x80)) return true;
-    }
-    return false;
-}
-
 void write_varint(std::vector<uint8_t>& out, uint64_t v) {
     do {
         out.push_back(uint8_t((v & 0x7F) | (v > 0x7F ? 0x80 : 0)));
@@ -104,25 +93,24 @@ struct Split {
 bool split(const uint8_t* data, size_t size, Split& out) {
     if (size < 10 || data[5] < 10 || size_t(data[5]) > size) return false;
     const size_t header = data[5];
-    size_t pos = 6;
-    uint64_t v;
-    for (int field = 0; field < 2; ++field)  // width, height
-        if (!read_varint(data, header, pos, v)) return false;
-    pos += 2;  // channels, bit depth
-    if (pos > header || !read_varint(data, header, pos, v)) return false;  // seed
-    for (size_t i = 0; i < lotc::config_fields().size(); ++i)
-        if (!read_varint(data, header, pos, v)) return false;
-    out.prefix.assign(data, data + pos);
-    uint64_t bytes[3];
-    for (uint64_t& b : bytes)
-        if (!read_varint(data, header, pos, b)) return false;
-    size_t at = header;
-    for (int k = 0; k < 3; ++k) {
-        const size_t n = size_t(std::min<uint64_t>(bytes[k], size - std::min(size, at)));
-        out.section[k].assign(data + at, data + at + n);
-        at += n;
+    using lotc::detail::read_varint;  // the decoder's own reader: throws DecodeError past `header`
+    try {
+        size_t pos = 6;
+        for (int field = 0; field < 2; ++field) read_varint(data, header, pos, 5);  // width, height
+        pos += 2;                                                                // channels, bit depth
+        read_varint(data, header, pos, 10);                                      // seed
+        for (size_t i = 0; i < lotc::config_fields().size(); ++i) read_varint(data, header, pos, 5);
+        out.prefix.assign(data, data + pos);
+        size_t at = header;
+        for (auto& section : out.section) {
+            const size_t n = size_t(std::min<uint64_t>(read_varint(data, header, pos, 5), size - std::min(size, at)));
+            section.assign(data + at, data + at + n);
+            at += n;
+        }
+        return true;
+    } catch (const lotc::DecodeError&) {
+        return false;
     }
-    return true;
 }
 
 // Writes the file back: fresh section sizes, header_size and both CRCs. 0 if it exceeds max_size.
