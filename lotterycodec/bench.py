@@ -59,7 +59,8 @@ def bench_one(path: Path, backend: str, threads: int | None, repeat: int, warmup
     return row
 
 
-_COOLCHIC_TIME = re.compile(r"^time:.*?\barm ([\d.e+-]+) ups ([\d.e+-]+) syn ([\d.e+-]+).*?\ball ([\d.e+-]+)", re.M)
+# ccdec's own timing line (Cool-chic 4.x): file to image in memory, per stage and `all`.
+COOLCHIC_TIME = re.compile(r"^time:.*?\barm ([\d.e+-]+) ups ([\d.e+-]+) syn ([\d.e+-]+).*?\ball ([\d.e+-]+)", re.M)
 
 
 def bench_anchor(command: str, repeat: int, warmup: int) -> dict:
@@ -72,7 +73,7 @@ def bench_anchor(command: str, repeat: int, warmup: int) -> dict:
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"anchor command failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
-        m = _COOLCHIC_TIME.search(proc.stdout + proc.stderr)
+        m = COOLCHIC_TIME.search(proc.stdout + proc.stderr)
         if i >= warmup:
             runs.append({"arm": float(m[1]), "ups": float(m[2]), "syn": float(m[3]), "all": float(m[4]),
                          "source": "its own timer"} if m else {"all": wall, "source": "process wall time"})

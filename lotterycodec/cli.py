@@ -150,7 +150,8 @@ def _chart(args) -> dict:
     from .evaluation import chart
     threads = None if args.threads == "auto" else [int(t) for t in args.threads.split(",")]
     report = chart.chart(args.evals, chart.parse_times(args.time), anchor=args.anchor, threads=threads,
-                         repeat=args.repeat, log=(lambda *a: None) if args.json else print)
+                         repeat=args.repeat, log=(lambda *a: None) if args.json else print,
+                         decoders=chart.parse_decoders(args.decoder_only, args.decoder_macs))
     report["written"] = str(chart.write(report, args.out))
     return report
 
@@ -265,6 +266,11 @@ def _add_chart(sub) -> None:
     c.add_argument("--time", action="append", default=[], metavar="CURVE=FILE[:FILE...]",
                    help="full-size files of a curve's configuration(s) to time it on (ours: .lotc; a peer: its "
                         "bitstreams, decoded by its own decoder); curves without files are listed, not plotted")
+    c.add_argument("--decoder-only", action="append", default=[], metavar="NAME=COMMAND",
+                   help="a decoder with no RD in these evals (e.g. Cool-chic 4.2's ccdec), timed decoding one "
+                        "full-size file to {out} (PPM/PNG); drawn as a vertical line at its decode time")
+    c.add_argument("--decoder-macs", action="append", default=[], metavar="NAME=N",
+                   help="MACs/pixel to annotate a --decoder-only line with")
     c.add_argument("--anchor", default="avif", help="the curve BD-rates are measured against")
     c.add_argument("--threads", default="auto", help="comma list (default: 1 and every core)")
     c.add_argument("--repeat", type=int, default=5, help="timed decodes per file (median)")

@@ -1,5 +1,6 @@
 """`lotterycodec eval` end to end on two tiny images: real files, classical codecs, BD-rates, resumability."""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +120,18 @@ def test_chart_points_from_an_eval_with_a_peer(dataset, tmp_path, capsys, synthe
     ours_file.write_bytes(synthetic_file)
     peer_file = out / "peers" / "cc" / "a_lambda0.02.cool"
     argv = ["chart", str(out), "--anchor", "jpeg", "--threads", "1,2", "--repeat", "2", "--out", str(tmp_path / "ch"),
-            "--time", f"lotterycodec-fast={ours_file}:{ours_file}", "--time", f"cc={peer_file}", "--json"]
+            "--time", f"lotterycodec-fast={ours_file}:{ours_file}", "--time", f"cc={peer_file}", "--json",
+            "--decoder-only", f"ccd={sys.executable} {FAKE_COOLCHIC / 'ccdec.py'} --input={peer_file} --output={{out}}",
+            "--decoder-macs", "ccd=1431"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     points = {p["curve"]: p for p in report["points"]}
-    assert set(points) == {"lotterycodec-fast", "cc"}  # classical curves are anchors, not points
+    assert set(points) == {"lotterycodec-fast", "cc", "ccd"}  # classical curves are anchors, not points
+    # a decoder-only line: its own `all` (0.25 s) over the image it wrote (32x16), no RD claimed
+    ccd = points.pop("ccd")
+    assert ccd["bd_rate_vs_anchor"] is None and ccd["macs_per_pixel"] == 1431 and ccd["pixels"] == 32 * 16
+    assert ccd["decode_ms_per_mpixel"]["1"]["mean"] == pytest.approx(0.25e3 / (32 * 16 / 1e6))
+    assert ccd["timer"].startswith("its own timer")
     summary = json.loads((out / "summary.json").read_text())
     for name, p in points.items():
         want = summary["bd_rate"][name]["jpeg"]
@@ -136,6 +144,8 @@ def test_chart_points_from_an_eval_with_a_peer(dataset, tmp_path, capsys, synthe
     assert (tmp_path / "ch" / "chart.png").stat().st_size > 0
     assert json.loads((tmp_path / "ch" / "chart.json").read_text())["points"] == report["points"]
     assert main(["chart", str(out), "--time", "cc"]) == 1 and "CURVE=FILE" in capsys.readouterr().err
+    assert main(["chart", str(out), "--decoder-only", "x=ccdec --input=a.cool"]) == 1  # no {out}
+    assert "{out}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("spec,message", [

@@ -11,19 +11,26 @@ was trained, so short real encodes of a 768x512 image serve (benchmarks/make_ben
 Ours are timed with the C++ backend's own timer (file bytes to image in memory); a peer's with its
 decoder's own per-frame timer (Cool-chic's cc_decode.py prints ``time = X seconds``: the
 interpreter's start-up excluded), in a subprocess with its thread variables set.
+
+A decoder whose RD is not in the evals (e.g. Cool-chic 4.2's C++ ``ccdec``, whose encoder's budget
+is out of reach on a CPU) joins with ``--decoder-only NAME=COMMAND``: the command decodes one
+full-size file and writes the image to ``{out}`` (PPM or PNG, read back for its size); it is timed
+by its own ``time: ... all X`` line when it prints one (ccdec does), else by wall time, and drawn as
+a vertical line at its decode time: where that decoder sits on x, with no RD claimed.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from ..bench import cpu_model
+from ..bench import COOLCHIC_TIME, cpu_model
 from ..decoder.complexity import macs_per_pixel
 from ..decoder.format import read_bitstream
 from .peers import thread_env
@@ -45,6 +52,47 @@ def parse_times(specs: list[str]) -> dict[str, list[Path]]:
                 raise ValueError(f"--time {spec!r}: no file {p}")
         out[curve] = paths
     return out
+
+
+def parse_decoders(specs: list[str], macs: list[str]) -> dict[str, dict]:
+    """--decoder-only NAME=COMMAND (with {out}) and --decoder-macs NAME=N -> {NAME: {command, macs}}."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        name, sep, command = spec.partition("=")
+        if not sep or not command.strip() or "{out}" not in command:
+            raise ValueError(f"--decoder-only {spec!r}: give NAME=COMMAND, the command writing the image to {{out}}")
+        out[name] = {"command": command, "macs": None}
+    for spec in macs:
+        name, sep, value = spec.partition("=")
+        if name not in out:
+            raise ValueError(f"--decoder-macs {spec!r}: no --decoder-only {name!r}")
+        try:
+            out[name]["macs"] = float(value)
+        except ValueError:
+            raise ValueError(f"--decoder-macs {spec!r}: give NAME=MACS_PER_PIXEL") from None
+    return out
+
+
+def _decoder_only(command: str, threads: int, repeat: int) -> dict:
+    """Times a decoder command line: its own `time: ... all X` line when printed, else wall time."""
+    from PIL import Image
+    seconds, timer = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "decoded.ppm"
+        argv = [a.replace("{out}", str(out)) for a in shlex.split(command)]
+        for _ in range(repeat + 1):  # the first run warms the file cache
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True, env=thread_env(threads), timeout=1800)
+            wall = time.perf_counter() - t0
+            if done.returncode or not out.is_file():
+                raise RuntimeError(f"decoder {argv[0]} failed ({done.returncode}): "
+                                   f"{(done.stderr or done.stdout).strip()[-300:]}")
+            own = COOLCHIC_TIME.search(done.stdout + done.stderr)
+            seconds.append(float(own[4]) if own else wall)
+            timer = "its own timer (all)" if own else "process wall time"
+        with Image.open(out) as im:
+            pixels = im.width * im.height
+    return {"seconds": statistics.median(seconds[1:]), "pixels": pixels, "timer": timer}
 
 
 def _ours(path: Path, threads: int, repeat: int) -> dict:
@@ -84,8 +132,9 @@ def _peer_macs(eval_dir: Path, curve: str) -> float | None:
 
 
 def chart(eval_dirs: list[str], times: dict[str, list[Path]], anchor: str = "avif", threads: list[int] | None = None,
-          repeat: int = 5, log=print) -> dict:
-    """The chart's points (one per curve with timing files) as a JSON-ready dict."""
+          repeat: int = 5, log=print, decoders: dict[str, dict] | None = None) -> dict:
+    """The chart's points (one per curve with timing files, and one per decoder-only command) as a
+    JSON-ready dict."""
     threads = threads or sorted({1, len(os.sched_getaffinity(0))})
     points, seen = [], set()
     for folder in map(Path, eval_dirs):
@@ -123,6 +172,16 @@ def chart(eval_dirs: list[str], times: dict[str, list[Path]], anchor: str = "avi
                 point["macs_per_pixel"] = statistics.mean(macs)
                 point["decoder"] = "lotterycodec C++ (cpu backend)"
             points.append(point)
+    for name, spec in (decoders or {}).items():
+        point = {"curve": name, "eval": None, "bd_rate_vs_anchor": None, "rd": "not in these evals",
+                 "decoder": spec["command"], "macs_per_pixel": spec["macs"], "decode_ms_per_mpixel": {}}
+        for n in threads:
+            log(f"chart: timing {name} (decode only), {n} thread(s)")
+            r = _decoder_only(spec["command"], n, repeat)
+            ms = 1e9 * r["seconds"] / r["pixels"]
+            point["decode_ms_per_mpixel"][str(n)] = {"mean": ms, "min": ms, "max": ms}
+            point["timer"], point["pixels"] = r["timer"], r["pixels"]
+        points.append(point)
     return {"anchor": anchor, "threads": threads, "repeat": repeat, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "cpu": cpu_model(), "versions": versions(), "points": points,
             "x": "decode time per megapixel (median of repeat runs; mean over the curve's configurations)",
@@ -146,6 +205,13 @@ def plot(report: dict, path: Path) -> None:
         macs = p.get("macs_per_pixel")
         ax.annotate(f"{p['curve']}\n{macs:.0f} MACs/px" if macs else p["curve"], (xs[0], y),
                     textcoords="offset points", xytext=(6, 6), fontsize=8)
+    for i, p in enumerate(q for q in report["points"] if q["decode_ms_per_mpixel"] and q["bd_rate_vs_anchor"] is None):
+        x = p["decode_ms_per_mpixel"][str(report["threads"][0])]["mean"]
+        macs = f", {p['macs_per_pixel']:.0f} MACs/px" if p.get("macs_per_pixel") else ""
+        ax.axvline(x, color=f"C{7 + i}", ls="--", lw=1,
+                   label=f"{p['curve']} ({report['threads'][0]} thread): decode time only, RD not run")
+        ax.annotate(f"{p['curve']}{macs}\ndecode only", (x, 0), xycoords=("data", "axes fraction"),
+                    textcoords="offset points", xytext=(4, 8), fontsize=8, rotation=90, va="bottom")
     ax.set_xscale("log")
     ax.set_xlabel("decode time per megapixel (ms, log scale), this CPU")
     ax.set_ylabel(f"BD-rate vs {report['anchor']} (%)")
