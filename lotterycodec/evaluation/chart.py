@@ -208,10 +208,9 @@ def plot(report: dict, path: Path) -> None:
     for i, p in enumerate(q for q in report["points"] if q["decode_ms_per_mpixel"] and q["bd_rate_vs_anchor"] is None):
         x = p["decode_ms_per_mpixel"][str(report["threads"][0])]["mean"]
         macs = f", {p['macs_per_pixel']:.0f} MACs/px" if p.get("macs_per_pixel") else ""
-        ax.axvline(x, color=f"C{7 + i}", ls="--", lw=1,
-                   label=f"{p['curve']} ({report['threads'][0]} thread): decode time only, RD not run")
-        ax.annotate(f"{p['curve']}{macs}\ndecode only", (x, 0), xycoords=("data", "axes fraction"),
-                    textcoords="offset points", xytext=(4, 8), fontsize=8, rotation=90, va="bottom")
+        # in the legend only: such decoders often sit close together, where rotated labels collide
+        ax.axvline(x, color=f"C{7 + i}", ls=("--", ":", "-.")[i % 3], lw=1.2,
+                   label=f"{p['curve']}{macs} ({report['threads'][0]} thread): decode time only, RD not run")
     ax.set_xscale("log")
     ax.set_xlabel("decode time per megapixel (ms, log scale), this CPU")
     ax.set_ylabel(f"BD-rate vs {report['anchor']} (%)")
