@@ -77,9 +77,9 @@ PRESETS = {
     # 3200 steps: 1746 -> 1693 bytes and 29.87 -> 29.94 dB at 1e-2; 2719 -> 2539, 31.72 -> 31.85 at 4e-3).
     # The high-rate points are the ones short of cpu-long (up to 0.9 dB at lambda 3e-4 with 2000
     # steps), so the step count grows as a step gets faster: 2800 since the gathered ARM contexts.
-    # One encode on 2 cores (two threads) then trains a 256x256 step in 94-105 ms (default
-    # networks; the low-rate ones ~85 ms) and takes about 5 minutes (measured wall 316 s at lambda 1e-3,
-    # 283 s at 4e-3); 2400 -> 2800 steps: -0.5 % BD-rate, level with cpu-long on four crops
+    # One encode on 2 cores (two threads) then trains a 256x256 step in 85-105 ms and takes under
+    # 5 minutes (measured wall, channels-last convolutions: 279 s at lambda 1e-3, 291 s at 4e-3);
+    # 2400 -> 2800 steps: -0.5 % BD-rate, level with cpu-long on four crops
     # (results/cpu_crop256_vs_coolchic).
     "cpu": Preset("cpu", steps=2800, arch={"arm_context": 16, "arm_width": 16},
                   description="256x256 in about 5 minutes on 2 CPU cores",
