@@ -60,6 +60,12 @@ def main() -> None:
     data["total_genuine_reports"] = sum(r["reports"] for r in data["runs"] if "spurious" not in r)
     args.stats.write_text(json.dumps(data, indent=1) + "\n")
     print(f"{len(data['runs'])} runs, {data['total_executions']:,} executions, {data['total_genuine_reports']} genuine reports")
+    print("\n| run | mutator | executions | exec/s | new units | edges / features at the end | reports |")
+    print("|---|---|---|---|---|---|---|")
+    for r in data["runs"]:
+        reports = f"{r['reports']} (spurious: {r['spurious']})" if r.get("spurious") else str(r["reports"])
+        print(f"| {r['run']} | {r['mutator']} | {r['executions']:,} | {r['exec_per_s']} | {r['new_units']} | "
+              f"{r['final_cov_edges']} / {r['final_features']} | {reports} |")
 
 
 if __name__ == "__main__":
