@@ -63,20 +63,23 @@ def bench_one(path: Path, backend: str, threads: int | None, repeat: int, warmup
 COOLCHIC_TIME = re.compile(r"^time:.*?\barm ([\d.e+-]+) ups ([\d.e+-]+) syn ([\d.e+-]+).*?\ball ([\d.e+-]+)", re.M)
 
 
+def run_decoder(argv: list[str], env: dict | None = None) -> dict:
+    """One run of another decoder's command line (e.g. Cool-chic's ccdec): its own `time: ... all X`
+    stages when it prints them (the same scope as ours: file to image in memory), else the process's
+    wall time as `all`; `source` says which."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
+    m = COOLCHIC_TIME.search(proc.stdout + proc.stderr)
+    return ({"arm": float(m[1]), "ups": float(m[2]), "syn": float(m[3]), "all": float(m[4]), "source": "its own timer"}
+            if m else {"all": wall, "source": "process wall time"})
+
+
 def bench_anchor(command: str, repeat: int, warmup: int) -> dict:
-    """Time another decoder (e.g. Cool-chic's ccdec) in the same run. Its own `time: ... all X`
-    line is used when printed (the same scope as ours: file to image in memory), else wall time."""
-    runs = []
-    for i in range(warmup + repeat):
-        t0 = time.perf_counter()
-        proc = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"anchor command failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
-        m = COOLCHIC_TIME.search(proc.stdout + proc.stderr)
-        if i >= warmup:
-            runs.append({"arm": float(m[1]), "ups": float(m[2]), "syn": float(m[3]), "all": float(m[4]),
-                         "source": "its own timer"} if m else {"all": wall, "source": "process wall time"})
+    """Time another decoder (e.g. Cool-chic's ccdec) in the same run (:func:`run_decoder`)."""
+    runs = [run_decoder(shlex.split(command)) for _ in range(warmup + repeat)][warmup:]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "source"}
     return {"command": command, "timer": runs[0]["source"], "repeat": repeat, "warmup": warmup,
             "dec_time_arm": med.get("arm"), "dec_time_ups": med.get("ups"), "dec_time_syn": med.get("syn"),

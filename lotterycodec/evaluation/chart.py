@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..bench import COOLCHIC_TIME, cpu_model
+from ..bench import cpu_model, run_decoder
 from ..decoder.complexity import macs_per_pixel
 from ..decoder.format import read_bitstream
 from .peers import thread_env
@@ -74,25 +74,18 @@ def parse_decoders(specs: list[str], macs: list[str]) -> dict[str, dict]:
 
 
 def _decoder_only(command: str, threads: int, repeat: int) -> dict:
-    """Times a decoder command line: its own `time: ... all X` line when printed, else wall time."""
+    """Times a decoder command line writing to {out} (bench.run_decoder: its own timer or wall time)."""
     from PIL import Image
-    seconds, timer = [], None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "decoded.ppm"
         argv = [a.replace("{out}", str(out)) for a in shlex.split(command)]
-        for _ in range(repeat + 1):  # the first run warms the file cache
-            t0 = time.perf_counter()
-            done = subprocess.run(argv, capture_output=True, text=True, env=thread_env(threads), timeout=1800)
-            wall = time.perf_counter() - t0
-            if done.returncode or not out.is_file():
-                raise RuntimeError(f"decoder {argv[0]} failed ({done.returncode}): "
-                                   f"{(done.stderr or done.stdout).strip()[-300:]}")
-            own = COOLCHIC_TIME.search(done.stdout + done.stderr)
-            seconds.append(float(own[4]) if own else wall)
-            timer = "its own timer (all)" if own else "process wall time"
+        runs = [run_decoder(argv, thread_env(threads)) for _ in range(repeat + 1)][1:]  # the first warms the cache
+        if not out.is_file():
+            raise RuntimeError(f"decoder {argv[0]} wrote no image to {{out}}")
         with Image.open(out) as im:
             pixels = im.width * im.height
-    return {"seconds": statistics.median(seconds[1:]), "pixels": pixels, "timer": timer}
+    timer = "its own timer (all)" if runs[0]["source"] == "its own timer" else runs[0]["source"]
+    return {"seconds": statistics.median(r["all"] for r in runs), "pixels": pixels, "timer": timer}
 
 
 def _ours(path: Path, threads: int, repeat: int) -> dict:
