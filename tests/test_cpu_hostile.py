@@ -90,13 +90,15 @@ def test_hostile_corpus_under_sanitizers(sanitizer_build, small_file, trained, t
 @pytest.mark.slow
 def test_libfuzzer_replays_the_corpus_and_fuzzes_briefly(libfuzzer_build, tmp_path):
     """clang's libFuzzer on the decode entry point under ASan + UBSan, differential across the kernel
-    tables: the committed corpus replayed, then a short coverage-guided run (LOTC_FUZZ_SECONDS, default
-    30) with zero reports. The long runs live in results/fuzz_decode."""
+    tables: the committed corpora replayed (the seeds, and the long runs' minimised finds in
+    results/fuzz_decode), then a short coverage-guided run (LOTC_FUZZ_SECONDS, default 30) with zero
+    reports."""
     corpus = ROOT / "csrc" / "fuzz" / "corpus"
+    finds = ROOT / "results" / "fuzz_decode" / "corpus"
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0"}
     limits = ["-timeout=20", "-rss_limit_mb=2048", "-malloc_limit_mb=1024"]
-    out = subprocess.run([str(libfuzzer_build), "-runs=0", *limits, str(corpus)], capture_output=True, text=True,
-                         env=env)
+    out = subprocess.run([str(libfuzzer_build), "-runs=0", *limits, str(corpus), str(finds)], capture_output=True,
+                         text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     work = tmp_path / "corpus"  # new finds land here, not in the committed corpus
     work.mkdir()

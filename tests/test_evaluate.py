@@ -176,6 +176,14 @@ def test_eval_bad_input_is_one_line(dataset, tmp_path, capsys):
     assert "no PNG images" in capsys.readouterr().err
 
 
+def test_our_curve_names_each_complexity_an_eval_changed():
+    from lotterycodec.evaluation.run import our_curve
+    assert our_curve("cpu", 0.7) == "lotterycodec-cpu"  # the preset's own settings: the plain name
+    assert our_curve("cpu", 0.4, {"mod_width": 24, "arm_context": 8}) == \
+        "lotterycodec-cpu-kept0.4-arm_context8-mod_width24"
+    assert our_curve("cpu-full", 0.4) == "lotterycodec-cpu-full"  # 0.4 is cpu-full's own kept ratio
+
+
 def test_bd_rate_matches_a_known_shift():
     anchor = [{"bpp": b, "psnr": p} for b, p in [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]]
     test = [{"bpp": 0.8 * q["bpp"], "psnr": q["psnr"]} for q in anchor]  # 20 % fewer bits everywhere

@@ -19,6 +19,17 @@ from .store import missing_jobs, our_row, store
 from ..trainer.presets import get_preset, item_arch, item_steps
 
 
+def our_curve(preset: str, kept_ratio: float, arch: dict | None = None) -> str:
+    """Our curve's name: the preset, then each complexity setting the eval changed in it (kept ratio,
+    architecture fields), so evals of one preset at several complexities chart side by side. Step
+    counts are left out: they change the encoder's budget, not the decoder."""
+    parts = [OUR_NAME, preset]
+    if kept_ratio != get_preset(preset).kept_ratio:
+        parts.append(f"kept{kept_ratio:g}")
+    parts += [f"{key}{value}" for key, value in sorted((arch or {}).items())]
+    return "-".join(parts)
+
+
 def _image_paths(dataset: str, images: list[str] | None) -> list[Path]:
     paths = sorted(Path(dataset).glob("*.png"))
     if images:
@@ -83,7 +94,8 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
                                        log=log if progress else lambda *a: None)
         rows.extend(found)
 
-    curves, bd, published = _compare(rows, f"{OUR_NAME}-{preset}", crop, loaded)
+    ours = our_curve(preset, kept_ratio, arch)
+    curves, bd, published = _compare(rows, ours, crop, loaded)
     report = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": str(dataset),
               "images": [p.stem for p in paths], "lambdas": lmbdas, "settings": settings,
               "engine": f"dask cluster {cluster}" if cluster else f"local, {workers} process(es)", "batch": batch,
@@ -93,7 +105,7 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
               "aggregation": "per point: mean of per-image bpp and mean of per-image PSNR-RGB / MS-SSIM",
               "bd_rate_method": "PCHIP of log10 rate over PSNR on the overlapping PSNR range (bjontegaard)",
               "curves": curves, "bd_rate": bd}
-    write_outputs(out_dir, rows, report, f"{OUR_NAME}-{preset}")
+    write_outputs(out_dir, rows, report, ours)
     return report
 
 
@@ -117,7 +129,7 @@ def _measure(loaded: dict, lmbdas: list[float], files: Path, settings_for, codec
 
 
 def _compare(rows: list[Row], ours: str, crop: int, loaded: dict) -> tuple[dict, dict, str | None]:
-    """Curves (ours named by preset), BD-rates of every curve against every other, and why the
+    """Curves (ours named by our_curve), BD-rates of every curve against every other, and why the
     published curves were left out (None: compared)."""
     curves = {(ours if k == OUR_NAME else k): v for k, v in curves_of(rows).items()}
     compared = dict(curves)
