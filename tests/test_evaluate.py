@@ -184,6 +184,17 @@ def test_our_curve_names_each_complexity_an_eval_changed():
     assert our_curve("cpu-full", 0.4) == "lotterycodec-cpu-full"  # 0.4 is cpu-full's own kept ratio
 
 
+def test_a_record_is_reused_whatever_the_preset_description_said(tmp_path):
+    """Older records carry the preset's description; rewording it must not retrain the files."""
+    from lotterycodec.evaluation import store
+    settings = {"preset": "cpu", "preset_definition": {"steps": 2800}, "steps": None}
+    old = {**settings, "preset_definition": {"steps": 2800, "description": "earlier wording"}}
+    (tmp_path / "x_lambda0.001.lotc").write_bytes(b"file")
+    (tmp_path / "x_lambda0.001.json").write_text(json.dumps({"settings": old}))
+    assert store._finished(tmp_path, "x", 1e-3, settings) is not None
+    assert store._finished(tmp_path, "x", 1e-3, {**settings, "preset_definition": {"steps": 2400}}) is None
+
+
 def test_bd_rate_matches_a_known_shift():
     anchor = [{"bpp": b, "psnr": p} for b, p in [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]]
     test = [{"bpp": 0.8 * q["bpp"], "psnr": q["psnr"]} for q in anchor]  # 20 % fewer bits everywhere

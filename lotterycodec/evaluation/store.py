@@ -18,10 +18,20 @@ def _paths(files: Path, name: str, lmbda: float) -> tuple[Path, Path]:
     return path, path.with_suffix(".json")
 
 
+def _encoding_settings(settings: dict | None) -> dict | None:
+    """A record's settings less the preset's description (documentation: older records carry it)."""
+    definition = (settings or {}).get("preset_definition")
+    if not isinstance(definition, dict):
+        return settings
+    return {**settings, "preset_definition": {k: v for k, v in definition.items() if k != "description"}}
+
+
 def _finished(files: Path, name: str, lmbda: float, settings: dict) -> dict | None:
     path, record_path = _paths(files, name, lmbda)
     record = json.loads(record_path.read_text()) if record_path.exists() and path.exists() else None
-    return record if record is not None and record.get("settings") == settings else None
+    if record is None or _encoding_settings(record.get("settings")) != _encoding_settings(settings):
+        return None
+    return record
 
 
 def missing_jobs(name: str, image: np.ndarray, lmbdas: list[float], files: Path, settings_for, batch: int,
