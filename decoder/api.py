@@ -7,16 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from .backends import get_backend, resolve_backend
+from .format import check_pixel_limit
 from .imageio import check_writable, save_image
 
 
 def decode(source: str | Path | bytes, output: str | Path | None = None,
-           backend: str = "auto", threads: int | None = None) -> tuple[np.ndarray, dict]:
+           backend: str = "auto", threads: int | None = None,
+           max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
     """Decode a .lotc file (path or bytes); optionally write the image. Returns (image, summary).
-    threads: for the cpu backend (default: every core)."""
+    threads: for the cpu backend (default: every core). max_pixels: refuse (LimitError) a file
+    declaring more pixels, before decoding anything, whatever the backend."""
     if output is not None:
         check_writable(output)
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    check_pixel_limit(data, max_pixels)
     backend = resolve_backend(backend, data)
     t0 = time.perf_counter()
     decoded = get_backend(backend)(data, threads=threads)

@@ -35,6 +35,10 @@ class FormatError(ValueError):
     """Raised for every malformed, truncated, corrupted or unsupported bitstream."""
 
 
+class LimitError(ValueError):
+    """Raised for a file the caller's limits refuse (e.g. more pixels than max_pixels)."""
+
+
 @dataclass(frozen=True)
 class Field:
     name: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import (CONFIG_FIELDS, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, RESIDUAL_MAX, SYNTH_DENSE, ArchConfig,
+from .config import (CONFIG_FIELDS, LimitError, MAX_PIXELS, MAX_SIDE, OUT_CHANNELS, RESIDUAL_MAX, SYNTH_DENSE, ArchConfig,
                      FormatError)
 from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, CoderErrors, StreamDecoder, table_cums, table_model, check_arm_bounds,
                       load_tables, substream_plan)
@@ -336,6 +336,19 @@ def peek_config(data: bytes) -> ArchConfig | None:
         return _parse_header(bytes(data)).cfg
     except FormatError:
         return None
+
+
+def check_pixel_limit(data: bytes, max_pixels: int | None) -> None:
+    """The caller's cap on a file's declared pixels (None or 0: the format's own bound), judged from
+    the header before anything is decoded or allocated, as the C++ core's max_pixels does."""
+    if not max_pixels:
+        return
+    if max_pixels < 0:
+        raise ValueError("max_pixels must be positive")
+    head = _parse_header(bytes(data))
+    pixels = head.width * head.height
+    if pixels > max_pixels:
+        raise LimitError(f"the image has {pixels} pixels, above the caller's limit of {max_pixels}")
 
 
 def read_bitstream(data: bytes) -> Bitstream:

@@ -7,7 +7,7 @@
 Decoding needs numpy, pillow and constriction only; encoding also needs torch.
 """
 from .api import decode, encode
-from .decoder.config import ArchConfig, FormatError
+from .decoder.config import ArchConfig, FormatError, LimitError
 
-__all__ = ["encode", "decode", "ArchConfig", "FormatError"]
+__all__ = ["encode", "decode", "ArchConfig", "FormatError", "LimitError"]
 __version__ = "0.1.0"

@@ -76,7 +76,8 @@ def _print_encode(s: dict) -> None:
 
 def _decode(args) -> dict:
     from .api import decode
-    _, summary = decode(args.input, args.output, backend=args.backend, threads=args.threads)
+    _, summary = decode(args.input, args.output, backend=args.backend, threads=args.threads,
+                        max_pixels=args.max_pixels)
     summary["output"] = args.output
     return summary
 
@@ -197,6 +198,9 @@ def _add_decode(sub) -> None:
     d.add_argument("-o", "--output", required=True)
     d.add_argument("--backend", default="auto", help="auto (cpu when built) | cpu | reference | triton (GPU)")
     d.add_argument("--threads", type=int, default=None, help="cpu backend threads (default: every core)")
+    d.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                   help="refuse a file declaring more than N pixels before decoding it (default: the format's "
+                        "own bound, 2^26)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(run=_decode, show=_print_decode)
 

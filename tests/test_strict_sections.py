@@ -74,3 +74,22 @@ def test_forged_big_image_from_few_words_fails_fast(trained, backend):
     with pytest.raises(FormatError):
         DECODERS[backend](forged)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_the_callers_pixel_cap_refuses_before_decoding(small_file, tmp_path, capsys):
+    """max_pixels (Python) and --max-pixels (CLI): a file declaring more pixels is refused from its
+    header on every backend, the output untouched; at exactly its size it decodes."""
+    from lotterycodec import LimitError, decode
+    from lotterycodec.cli import main
+    pixels = 11 * 7
+    for backend in DECODERS:
+        with pytest.raises(LimitError, match=f"{pixels} pixels, above the caller's limit of {pixels - 1}"):
+            decode(small_file, backend=backend, max_pixels=pixels - 1)
+        image, _ = decode(small_file, backend=backend, max_pixels=pixels)
+        assert image.shape == (7, 11, 3)
+    src, out = tmp_path / "s.lotc", tmp_path / "o.png"
+    src.write_bytes(small_file)
+    assert main(["decode", str(src), "-o", str(out), "--max-pixels", str(pixels - 1)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "above the caller's limit" in err and not out.exists()
+    assert main(["decode", str(src), "-o", str(out), "--max-pixels", str(pixels)]) == 0 and out.exists()
