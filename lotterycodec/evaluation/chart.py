@@ -27,6 +27,7 @@ import shlex
 import statistics
 import subprocess
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     markers = {n: m for n, m in zip(report["threads"], "os^D")}
     for i, p in enumerate(q for q in report["points"] if q["decode_ms_per_mpixel"] and q["bd_rate_vs_anchor"] is not None):
         color = f"C{i}"
@@ -196,7 +197,8 @@ def plot(report: dict, path: Path) -> None:
         for n, x in zip(report["threads"], xs):
             ax.plot(x, y, markers[n], color=color, label=f"{p['curve']} ({n} thread{'s' if n > 1 else ''})")
         macs = p.get("macs_per_pixel")
-        ax.annotate(f"{p['curve']}\n{macs:.0f} MACs/px" if macs else p["curve"], (xs[0], y),
+        name = textwrap.fill(p["curve"], 24)  # long names (a preset and its changed fields) wrap at hyphens
+        ax.annotate(f"{name}\n{macs:.0f} MACs/px" if macs else name, (xs[0], y),
                     textcoords="offset points", xytext=(6, 6), fontsize=8)
     for i, p in enumerate(q for q in report["points"] if q["decode_ms_per_mpixel"] and q["bd_rate_vs_anchor"] is None):
         x = p["decode_ms_per_mpixel"][str(report["threads"][0])]["mean"]
@@ -210,7 +212,7 @@ def plot(report: dict, path: Path) -> None:
     ax.axhline(0, color="grey", lw=0.5)
     ax.margins(x=0.15, y=0.2)  # room for the labels
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the points keep the room
     ax.set_title("BD-rate against decode time (lower left is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
