@@ -67,12 +67,12 @@ def run(dataset: str, lmbdas: list[float], out: str, preset: str = "cpu", steps:
     files = out_dir / "files"
     files.mkdir(parents=True, exist_ok=True)
     # Everything an encode depends on, the preset's definition included: a finished file is reused
-    # only when this matches its record (the preset's description aside: wording is not a setting).
+    # only when this matches its record (store._finished compares them, the preset's description aside).
     # "arch" and "steps" are the item's own (its lambda may select
     # the preset's low-rate ones), so the low-rate rule itself is left out of the recorded definition.
     chosen = get_preset(preset)
     settings = {"preset": preset, "preset_definition": {k: v for k, v in dataclasses.asdict(chosen).items()
-                                                        if not k.startswith("low_rate") and k != "description"},
+                                                        if not k.startswith("low_rate")},
                 "steps": steps, "crop": crop, "kept_ratio": kept_ratio, "arch": arch or {},
                 "seeds": chosen.seeds if seeds is None else seeds}
     settings = json.loads(json.dumps(settings))  # as a record reads back (tuples become lists)

@@ -19,7 +19,8 @@ def _paths(files: Path, name: str, lmbda: float) -> tuple[Path, Path]:
 
 
 def _encoding_settings(settings: dict | None) -> dict | None:
-    """A record's settings less the preset's description (documentation: older records carry it)."""
+    """Settings as the reuse test compares them: less the preset's description (wording, not a
+    setting, so rewording a preset keeps its finished files)."""
     definition = (settings or {}).get("preset_definition")
     if not isinstance(definition, dict):
         return settings
