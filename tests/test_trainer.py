@@ -226,3 +226,27 @@ def test_networks_rdoq_lowers_the_files_own_cost_and_keeps_integers_and_values_t
                 assert torch.equal(p[b].detach(), torch.from_numpy(t.astype(np.float32)) * 2.0 ** -exp)
                 old = next(flat_before)  # each integer stayed or moved one step toward zero
                 assert np.all((t == old) | (t == old - np.sign(old)))
+
+
+def test_chunked_synthesis_error_is_autograd_through_synthesize():
+    """Training's fused pass (synthesis_mse: chunk by chunk, differentiated during the forward) gives
+    the error and every gradient autograd gives through synthesize and the image's error, for a batch,
+    a last chunk shorter than the others and an incoming gradient other than ones."""
+    from lotterycodec.trainer.model import synthesis_mse, synthesize
+    torch.manual_seed(3)
+    cfg = ArchConfig(arm_context=8, arm_width=8, mod_width=24)
+    h, w, B = 37, 53, 2
+    m = LotteryModel(cfg, h, w, seed=1)
+    weights = [torch.randn(B, *x.shape, requires_grad=True) for x in m.synthesis_layers()]
+    mods = [torch.randn(B, c, h * w, requires_grad=True) for c in (cfg.mod_width, cfg.mod_out, cfg.mod_out, cfg.mod_out)]
+    targets, upstream = torch.rand(B, h, w, 3), torch.tensor([1.0, 0.3])
+    mse = ((synthesize(m.coords, weights, mods, h, w) - targets) ** 2).mean(dim=(1, 2, 3))
+    (mse * upstream).sum().backward()
+    expected = [p.grad.clone() for p in weights + mods]
+    for p in weights + mods:
+        p.grad = None
+    fused_mse = synthesis_mse(m.coords, weights, mods, targets, chunk=300)  # 1961 pixels: 6 chunks + 161
+    (fused_mse * upstream).sum().backward()
+    torch.testing.assert_close(fused_mse, mse, rtol=1e-5, atol=1e-7)
+    for p, e in zip(weights + mods, expected):
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))

@@ -285,6 +285,95 @@ def synthesize(coords: torch.Tensor, weights: list[torch.Tensor], mods: list[tor
     return torch.sigmoid(2 * h).transpose(1, 2).reshape(B, height, width, 3)
 
 
+# Pixels per chunk of synthesis_mse: a chunk's activations (up to 49 channels) stay in cache, and
+# the per-chunk overhead of a few dozen small ops stays small. 768x512, cpu-full networks, two
+# threads, the synthesis' forward + backward (first version): 4096 pixels 246 ms, 16384 201,
+# 65536 223; autograd through synthesize over the whole image 332.
+SYNTH_CHUNK = 16384
+
+
+def _synthesis_chunk(coords: torch.Tensor, weights: list[torch.Tensor], rewind: torch.Tensor, saved: list):
+    """synthesize's layers on one chunk of pixels -> (B, 3, P), before the image's layout.
+    coords (P, 2); rewind (B, C, P): the modulations in rewind order (o3, o2, o1, o0), so that
+    layer l's are a prefix of it. Each layer's input, pre-activation and activation go to
+    ``saved`` for the backward."""
+    B = weights[0].shape[0]
+    h = coords.T.expand(B, -1, -1)
+    for l, w in enumerate(weights):
+        n = h.shape[1]
+        pre = torch.bmm(w[:, :, :n], h)
+        if l:
+            pre.baddbmm_(w[:, :, n:], rewind[:, :w.shape[2] - n])
+        if l < len(weights) - 1:
+            act, s = _gelu_forward(pre)
+        else:
+            pre, act = None, torch.sigmoid(2 * pre)
+            s = act
+        saved.append((h, pre, s))
+        h = act
+    return h
+
+
+class _SynthesisMSE(torch.autograd.Function):
+    """(B,) mean squared error of synthesize(...) against targets, with the synthesis run chunk by
+    chunk and differentiated in the same pass: the error's gradient is known during the forward
+    (2 (image - target) / 3HW per item), so each chunk goes forward and back while its activations
+    are in cache, and no tensor the size of the image's hidden layers is ever written. The
+    backward only scales the stored gradients by the incoming one.
+    A training step at 768x512 (cpu-full networks, two threads, AMD EPYC VM): 481 -> 377 ms against
+    autograd through synthesize and the image's error (benchmarks/train_step.py)."""
+
+    @staticmethod
+    def forward(ctx, coords, targets, chunk, *tensors):
+        n = len(tensors) // 2
+        weights, mods = tensors[:n], tensors[n:]
+        B, P = weights[0].shape[0], coords.shape[0]
+        t = targets.reshape(B, P, 3)
+        rewind = torch.cat(mods[::-1], dim=1)
+        g_rewind = torch.empty_like(rewind)
+        gw = [torch.zeros_like(w) for w in weights]
+        err = coords.new_zeros(B)
+        for s in range(0, P, chunk):
+            e = min(P, s + chunk)
+            saved = []
+            out = _synthesis_chunk(coords[s:e], weights, rewind[:, :, s:e], saved)
+            diff = out - t[:, s:e].transpose(1, 2)
+            err += (diff * diff).sum(dim=(1, 2))
+            g = diff.mul_(2.0 / (3 * P))  # d mse / d out
+            gr = g_rewind[:, :, s:e]
+            for l in range(n - 1, -1, -1):
+                h, pre, act = saved[l]
+                g = g.mul_(act * (1 - act) * 2) if l == n - 1 else _gelu_backward(pre, act, g)
+                w, width = weights[l], h.shape[1]
+                gw[l][:, :, :width].baddbmm_(g, h.transpose(1, 2))
+                if l:
+                    c = w.shape[2] - width
+                    gw[l][:, :, width:].baddbmm_(g, rewind[:, :c, s:e].transpose(1, 2))
+                    if l == n - 1:  # the widest prefix (the layers' prefixes shrink toward layer 1)
+                        gr[:, :c] = torch.bmm(w[:, :, width:].transpose(1, 2), g)
+                        gr[:, c:] = 0
+                    else:
+                        gr[:, :c].baddbmm_(w[:, :, width:].transpose(1, 2), g)
+                    g = torch.bmm(w[:, :, :width].transpose(1, 2), g)
+        sizes = [m.shape[1] for m in mods[::-1]]
+        ctx.grads = gw + list(torch.split(g_rewind, sizes, dim=1))[::-1]
+        return err / (3 * P)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads, ctx.grads = ctx.grads, None
+        if not bool((grad == 1).all()):  # loss.sum() gives ones: the stored gradients as they are
+            grads = [g * grad.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+        return (None, None, None, *grads)
+
+
+def synthesis_mse(coords: torch.Tensor, weights: list[torch.Tensor], mods: list[torch.Tensor],
+                  targets: torch.Tensor, chunk: int = SYNTH_CHUNK) -> torch.Tensor:
+    """(B,) mean squared error of synthesize(coords, weights, mods) against targets (B, H, W, 3),
+    for training (gradients to weights and mods; see _SynthesisMSE)."""
+    return _SynthesisMSE.apply(coords, targets, chunk, *weights, *mods)
+
+
 class LotteryModel(nn.Module):
     def __init__(self, cfg: ArchConfig, height: int, width: int, seed: int, gain: float = 16.0):
         super().__init__()
