@@ -181,7 +181,8 @@ def test_our_curve_names_each_complexity_an_eval_changed():
     assert our_curve("cpu", 0.7) == "lotterycodec-cpu"  # the preset's own settings: the plain name
     assert our_curve("cpu", 0.4, {"mod_width": 24, "arm_context": 8}) == \
         "lotterycodec-cpu-kept0.4-arm_context8-mod_width24"
-    assert our_curve("cpu-full", 0.4) == "lotterycodec-cpu-full"  # 0.4 is cpu-full's own kept ratio
+    assert our_curve("cpu-full", 0.2) == "lotterycodec-cpu-full"  # 0.2 is cpu-full's own kept ratio
+    assert our_curve("cpu-full", 0.4) == "lotterycodec-cpu-full-kept0.4"
 
 
 def test_a_record_is_reused_whatever_the_preset_description_said(tmp_path):
