@@ -320,8 +320,9 @@ class _SynthesisMSE(torch.autograd.Function):
     (2 (image - target) / 3HW per item), so each chunk goes forward and back while its activations
     are in cache, and no tensor the size of the image's hidden layers is ever written. The
     backward only scales the stored gradients by the incoming one.
-    A training step at 768x512 (cpu-full networks, two threads, AMD EPYC VM): 481 -> 377 ms against
-    autograd through synthesize and the image's error (benchmarks/train_step.py)."""
+    A training step at 768x512 (cpu-full networks, AMD EPYC VM) takes 0.79x the time of autograd
+    through synthesize and the image's error on two threads, 0.81x on one; at 256x256 it is level
+    (the activations fit in the L3 cache there): benchmarks/train_step_ab.py, results/train_step_chunked."""
 
     @staticmethod
     def forward(ctx, coords, targets, chunk, *tensors):
