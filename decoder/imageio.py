@@ -57,8 +57,16 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def write_atomically(path: str | Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` whole or not at all: a full disk or a size limit leaves the
-    previous file (if any) in place and no partial one."""
+    previous file (if any) in place and no partial one. Through a symbolic link the file it points
+    to is replaced and the link stays; anything else that exists (/dev/null, a FIFO) is written in
+    place, since renaming over it would put a regular file where the device or pipe was."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # both follow links
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    if path.is_symlink():
+        path = path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         with open(tmp, "wb") as f:

@@ -79,3 +79,33 @@ def test_executable_full_disk_leaves_the_previous_output(executable, trained, tm
     assert run.returncode == 1 and run.stderr.startswith("lotterycodec-dec: error: cannot write"), run.stderr
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.lotc", "t.ppm"]
+
+
+def test_executable_writes_a_pipe_in_place_and_replaces_a_links_target(executable, trained, tmp_path):
+    """`lotterycodec-dec in.lotc /dev/null` must not replace /dev/null: an output that exists and is
+    not a regular file (a FIFO here) is written in place; through a symbolic link the file it points
+    to is replaced and the link stays."""
+    import os
+    import stat
+    import threading
+    src = tmp_path / "t.lotc"
+    src.write_bytes(trained.data)
+    expected = subprocess.run([str(executable), str(src), "-"], capture_output=True, check=True).stdout
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got["bytes"] = f.read()
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    subprocess.run([str(executable), str(src), str(fifo)], check=True, timeout=60)
+    t.join(10)
+    assert got["bytes"] == expected and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real, link = tmp_path / "real.ppm", tmp_path / "link.ppm"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    subprocess.run([str(executable), str(src), str(link)], check=True)
+    assert link.is_symlink() and real.read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.ppm", "pipe", "real.ppm", "t.lotc"]

@@ -148,3 +148,36 @@ def test_a_full_disk_leaves_the_previous_output(tmp_path):
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ppm", "s.lotc"]
+
+
+def _read_fifo_in_background(fifo):
+    import threading
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got["bytes"] = f.read()
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t, got
+
+
+def test_writing_to_a_pipe_or_through_a_link_keeps_it(tmp_path):
+    """An output that exists and is not a regular file (a FIFO here; /dev/null alike) is written in
+    place, never renamed over (that would put a regular file where /dev/null was); through a
+    symbolic link the file it points to is replaced and the link stays."""
+    import os
+    import stat
+    from lotterycodec.decoder.imageio import write_atomically
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    t, got = _read_fifo_in_background(fifo)
+    write_atomically(fifo, b"through the pipe")
+    t.join(10)
+    assert got["bytes"] == b"through the pipe" and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real, link = tmp_path / "real.lotc", tmp_path / "link.lotc"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    write_atomically(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.lotc", "pipe", "real.lotc"]

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
@@ -55,11 +56,29 @@ void write_atomically(const std::string& path, std::initializer_list<std::pair<c
     }
 }
 
+void write_to(std::ostream& o, const std::string& name, std::initializer_list<std::pair<const char*, size_t>> pieces) {
+    for (const auto& [data, size] : pieces) o.write(data, std::streamsize(size));
+    o.flush();
+    if (!o) throw std::runtime_error("cannot write " + name);
+}
+
+// A regular file (or a new one) is replaced atomically; through a symbolic link, the file it
+// points to is, and the link stays. Anything else that exists (/dev/null, a FIFO, a terminal) is
+// written in place: renaming over it would put a regular file where the device or pipe was.
 void write_output(const std::string& path, std::initializer_list<std::pair<const char*, size_t>> pieces) {
-    if (path != "-") return write_atomically(path, pieces);
-    for (const auto& [data, size] : pieces) std::cout.write(data, std::streamsize(size));
-    std::cout.flush();
-    if (!std::cout) throw std::runtime_error("cannot write to standard output");
+    if (path == "-") return write_to(std::cout, "to standard output", pieces);
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status target = fs::status(path, ec);  // follows links
+    if (fs::exists(target) && !fs::is_regular_file(target)) {
+        std::ofstream o(path, std::ios::binary);
+        return write_to(o, path, pieces);
+    }
+    if (fs::is_symlink(fs::symlink_status(path, ec))) {
+        const fs::path resolved = fs::weakly_canonical(path, ec);
+        if (!ec) return write_atomically(resolved.string(), pieces);
+    }
+    write_atomically(path, pieces);
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
