@@ -228,25 +228,28 @@ def test_networks_rdoq_lowers_the_files_own_cost_and_keeps_integers_and_values_t
                 assert np.all((t == old) | (t == old - np.sign(old)))
 
 
-def test_chunked_synthesis_error_is_autograd_through_synthesize():
-    """Training's fused pass (synthesis_mse: chunk by chunk, differentiated during the forward) gives
-    the error and every gradient autograd gives through synthesize and the image's error, for a batch,
-    a last chunk shorter than the others and an incoming gradient other than ones."""
-    from lotterycodec.trainer.model import synthesis_mse, synthesize
+def test_chunked_synthesis_error_is_autograd_through_modulate_and_synthesize():
+    """Training's fused pass (modulated_synthesis_mse: o0 recomputed per chunk, the synthesis chunk by
+    chunk and differentiated during the forward) gives the error and every gradient autograd gives
+    through modulate, synthesize and the image's error, for a batch, a last chunk shorter than the
+    others and an incoming gradient other than ones."""
+    from lotterycodec.trainer.model import modulate, modulated_synthesis_mse, synthesize
     torch.manual_seed(3)
     cfg = ArchConfig(arm_context=8, arm_width=8, mod_width=24)
     h, w, B = 37, 53, 2
     m = LotteryModel(cfg, h, w, seed=1)
     weights = [torch.randn(B, *x.shape, requires_grad=True) for x in m.synthesis_layers()]
-    mods = [torch.randn(B, c, h * w, requires_grad=True) for c in (cfg.mod_width, cfg.mod_out, cfg.mod_out, cfg.mod_out)]
+    mod = [(torch.randn(B, *p.shape) * 0.5).requires_grad_() for p in m.mod]
+    up = torch.randn(B, cfg.n_grids, h, w, requires_grad=True)
+    leaves = [up, *weights, *mod]
     targets, upstream = torch.rand(B, h, w, 3), torch.tensor([1.0, 0.3])
-    mse = ((synthesize(m.coords, weights, mods, h, w) - targets) ** 2).mean(dim=(1, 2, 3))
+    mse = ((synthesize(m.coords, weights, modulate(up, mod), h, w) - targets) ** 2).mean(dim=(1, 2, 3))
     (mse * upstream).sum().backward()
-    expected = [p.grad.clone() for p in weights + mods]
-    for p in weights + mods:
+    expected = [p.grad.clone() for p in leaves]
+    for p in leaves:
         p.grad = None
-    fused_mse = synthesis_mse(m.coords, weights, mods, targets, chunk=300)  # 1961 pixels: 6 chunks + 161
+    fused_mse = modulated_synthesis_mse(m.coords, weights, up, mod, targets, chunk=300)  # 1961 pixels: 6 x 300 + 161
     (fused_mse * upstream).sum().backward()
     torch.testing.assert_close(fused_mse, mse, rtol=1e-5, atol=1e-7)
-    for p, e in zip(weights + mods, expected):
+    for p, e in zip(leaves, expected):
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))

@@ -238,8 +238,16 @@ def upsample(q: list[torch.Tensor], kernel: torch.Tensor, shapes: list[tuple[int
 
 def modulate(up: torch.Tensor, mod: list[torch.Tensor]) -> list[torch.Tensor]:
     """up (B, L, H, W); mod: w0, b0, w1, b1, w2, b2, w3, b3 with a leading B -> o0..o3 (B, c, H*W)."""
-    w0, b0, w1, b1, w2, b2, w3, b3 = mod
+    w0, b0, w1, b1 = mod[:4]
     B, _, height, width = up.shape
+    o0 = _gelu(torch.baddbmm(b0[:, :, None], w0, up.reshape(B, up.shape[1], -1)))
+    o1 = _gelu(torch.baddbmm(b1[:, :, None], w1, o0))
+    return [o0, o1, *modulation_tail(o1, mod[4:], height, width)]
+
+
+def modulation_tail(o1: torch.Tensor, mod: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
+    """o2, o3 from o1 (B, c, H*W): the two residual 3x3 layers (mod: w2, b2, w3, b3)."""
+    B = o1.shape[0]
 
     def res3x3(x, w, b):
         c = x.shape[1]
@@ -247,11 +255,8 @@ def modulate(up: torch.Tensor, mod: list[torch.Tensor]) -> list[torch.Tensor]:
                     w.reshape(B * c, c, 3, 3), b.reshape(-1), groups=B)
         return _gelu(y.reshape(x.shape) + x)
 
-    o0 = _gelu(torch.baddbmm(b0[:, :, None], w0, up.reshape(B, up.shape[1], -1)))
-    o1 = _gelu(torch.baddbmm(b1[:, :, None], w1, o0))
-    o2 = res3x3(o1, w2, b2)
-    o3 = res3x3(o2, w3, b3)
-    return [o0, o1, o2, o3]
+    o2 = res3x3(o1, mod[0], mod[1])
+    return [o2, res3x3(o2, mod[2], mod[3])]
 
 
 def top_k_masks(scores: list[torch.Tensor], kept: list[int]) -> list[torch.Tensor]:
@@ -314,34 +319,90 @@ def _synthesis_chunk(coords: torch.Tensor, weights: list[torch.Tensor], rewind: 
     return h
 
 
+def _o0_chunk(up: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor):
+    """modulate's o0 on a chunk of pixels (up (B, L, P)) -> (o0, its pre-activation, sigmoid)."""
+    pre = torch.baddbmm(b0[:, :, None], w0, up)
+    o0, s = _gelu_forward(pre)
+    return o0, pre, s
+
+
+def _o0_backward(g: torch.Tensor, up: torch.Tensor, w0: torch.Tensor, pre: torch.Tensor, s: torch.Tensor,
+                 gw0: torch.Tensor, gb0: torch.Tensor) -> torch.Tensor:
+    """Accumulates o0's weight and bias gradients from g = d/d o0 on a chunk; returns d/d up."""
+    g = _gelu_backward(pre, s, g)
+    gw0.baddbmm_(g, up.transpose(1, 2))
+    gb0 += g.sum(dim=2)
+    return torch.bmm(w0.transpose(1, 2), g)
+
+
+class _ModulationHead(torch.autograd.Function):
+    """modulate's o1 = gelu(w1 gelu(w0 up + b0) + b1), chunk by chunk, with o0 (the widest
+    modulation, mod_width channels over every pixel) never stored: the backward recomputes each
+    chunk's o0 in cache."""
+
+    @staticmethod
+    def forward(ctx, up, chunk, w0, b0, w1, b1):
+        B, _, P = up.shape
+        o1 = up.new_empty(B, w1.shape[1], P)
+        for s in range(0, P, chunk):
+            o0 = _o0_chunk(up[:, :, s:s + chunk], w0, b0)[0]
+            o1[:, :, s:s + chunk] = _gelu_forward(torch.baddbmm(b1[:, :, None], w1, o0))[0]
+        ctx.save_for_backward(up, w0, b0, w1, b1)
+        ctx.chunk = chunk
+        return o1
+
+    @staticmethod
+    def backward(ctx, g_o1):
+        up, w0, b0, w1, b1 = ctx.saved_tensors
+        P = up.shape[2]
+        g_up = torch.empty_like(up)
+        gw0, gb0, gw1, gb1 = (torch.zeros_like(x) for x in (w0, b0, w1, b1))
+        for s in range(0, P, ctx.chunk):
+            e = min(P, s + ctx.chunk)
+            upc = up[:, :, s:e]
+            o0, pre0, s0 = _o0_chunk(upc, w0, b0)
+            pre1 = torch.baddbmm(b1[:, :, None], w1, o0)
+            g = _gelu_backward(pre1, _gelu_forward(pre1)[1], g_o1[:, :, s:e])
+            gw1.baddbmm_(g, o0.transpose(1, 2))
+            gb1 += g.sum(dim=2)
+            g_up[:, :, s:e] = _o0_backward(torch.bmm(w1.transpose(1, 2), g), upc, w0, pre0, s0, gw0, gb0)
+        return g_up, None, gw0, gb0, gw1, gb1
+
+
 class _SynthesisMSE(torch.autograd.Function):
     """(B,) mean squared error of synthesize(...) against targets, with the synthesis run chunk by
     chunk and differentiated in the same pass: the error's gradient is known during the forward
     (2 (image - target) / 3HW per item), so each chunk goes forward and back while its activations
-    are in cache, and no tensor the size of the image's hidden layers is ever written. The
-    backward only scales the stored gradients by the incoming one.
+    are in cache, and no tensor the size of the image's hidden layers is ever written; o0 is
+    recomputed per chunk from the upsampled grids (and its share of the gradient taken back to
+    them there). The backward only scales the stored gradients by the incoming one.
     A training step at 768x512 (cpu-full networks, AMD EPYC VM) takes 0.79x the time of autograd
     through synthesize and the image's error on two threads, 0.81x on one; at 256x256 it is level
     (the activations fit in the L3 cache there): benchmarks/train_step_ab.py, results/train_step_chunked."""
 
     @staticmethod
-    def forward(ctx, coords, targets, chunk, *tensors):
-        n = len(tensors) // 2
-        weights, mods = tensors[:n], tensors[n:]
+    def forward(ctx, coords, targets, chunk, up, w0, b0, *tensors):
+        n = len(tensors) - 3
+        weights, small = tensors[:n], tensors[n:][::-1]  # o3, o2, o1: the rewind's order
         B, P = weights[0].shape[0], coords.shape[0]
         t = targets.reshape(B, P, 3)
-        rewind = torch.cat(mods[::-1], dim=1)
-        g_rewind = torch.empty_like(rewind)
+        small_rewind = torch.cat(small, dim=1)
+        k = small_rewind.shape[1]
+        g_small, g_up = torch.empty_like(small_rewind), torch.empty_like(up)
         gw = [torch.zeros_like(w) for w in weights]
+        gw0, gb0 = torch.zeros_like(w0), torch.zeros_like(b0)
         err = coords.new_zeros(B)
         for s in range(0, P, chunk):
             e = min(P, s + chunk)
+            upc = up[:, :, s:e]
+            o0, pre0, s0 = _o0_chunk(upc, w0, b0)
+            rewind = torch.cat([small_rewind[:, :, s:e], o0], dim=1)
             saved = []
-            out = _synthesis_chunk(coords[s:e], weights, rewind[:, :, s:e], saved)
+            out = _synthesis_chunk(coords[s:e], weights, rewind, saved)
             diff = out - t[:, s:e].transpose(1, 2)
             err += (diff * diff).sum(dim=(1, 2))
             g = diff.mul_(2.0 / (3 * P))  # d mse / d out
-            gr = g_rewind[:, :, s:e]
+            gr = torch.empty_like(rewind)
             for l in range(n - 1, -1, -1):
                 h, pre, act = saved[l]
                 g = g.mul_(act * (1 - act) * 2) if l == n - 1 else _gelu_backward(pre, act, g)
@@ -349,15 +410,17 @@ class _SynthesisMSE(torch.autograd.Function):
                 gw[l][:, :, :width].baddbmm_(g, h.transpose(1, 2))
                 if l:
                     c = w.shape[2] - width
-                    gw[l][:, :, width:].baddbmm_(g, rewind[:, :c, s:e].transpose(1, 2))
+                    gw[l][:, :, width:].baddbmm_(g, rewind[:, :c].transpose(1, 2))
                     if l == n - 1:  # the widest prefix (the layers' prefixes shrink toward layer 1)
                         gr[:, :c] = torch.bmm(w[:, :, width:].transpose(1, 2), g)
                         gr[:, c:] = 0
                     else:
                         gr[:, :c].baddbmm_(w[:, :, width:].transpose(1, 2), g)
                     g = torch.bmm(w[:, :, :width].transpose(1, 2), g)
-        sizes = [m.shape[1] for m in mods[::-1]]
-        ctx.grads = gw + list(torch.split(g_rewind, sizes, dim=1))[::-1]
+            g_small[:, :, s:e] = gr[:, :k]
+            g_up[:, :, s:e] = _o0_backward(gr[:, k:], upc, w0, pre0, s0, gw0, gb0)
+        sizes = [m.shape[1] for m in small]
+        ctx.grads = [g_up, gw0, gb0, *gw, *list(torch.split(g_small, sizes, dim=1))[::-1]]
         return err / (3 * P)
 
     @staticmethod
@@ -368,11 +431,16 @@ class _SynthesisMSE(torch.autograd.Function):
         return (None, None, None, *grads)
 
 
-def synthesis_mse(coords: torch.Tensor, weights: list[torch.Tensor], mods: list[torch.Tensor],
-                  targets: torch.Tensor, chunk: int = SYNTH_CHUNK) -> torch.Tensor:
-    """(B,) mean squared error of synthesize(coords, weights, mods) against targets (B, H, W, 3),
-    for training (gradients to weights and mods; see _SynthesisMSE)."""
-    return _SynthesisMSE.apply(coords, targets, chunk, *weights, *mods)
+def modulated_synthesis_mse(coords: torch.Tensor, weights: list[torch.Tensor], up: torch.Tensor,
+                            mod: list[torch.Tensor], targets: torch.Tensor, chunk: int = SYNTH_CHUNK) -> torch.Tensor:
+    """(B,) mean squared error of synthesize(coords, weights, modulate(up, mod)) against targets
+    (B, H, W, 3), for training: the same values and gradients, with o0 never stored and the
+    synthesis run chunk by chunk (_ModulationHead, _SynthesisMSE). up (B, L, H, W)."""
+    B, L, height, width = up.shape
+    flat = up.reshape(B, L, -1)
+    o1 = _ModulationHead.apply(flat, chunk, *mod[:4])
+    o2, o3 = modulation_tail(o1, mod[4:], height, width)
+    return _SynthesisMSE.apply(coords, targets, chunk, flat, mod[0], mod[1], *weights, o1, o2, o3)
 
 
 class LotteryModel(nn.Module):

@@ -19,8 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..decoder.config import SYNTH_DENSE
-from .model import (LotteryModel, arm_rate_bits, latent_contexts, modulate, quantize_latents, synthesis_mse,
-                    synthesize, top_k_masks, upsample)
+from .model import (LotteryModel, arm_rate_bits, latent_contexts, modulate, modulated_synthesis_mse,
+                    quantize_latents, synthesize, top_k_masks, upsample)
 from . import fused
 from .optim import BatchedSOAP
 from .presets import Preset
@@ -130,24 +130,23 @@ class BatchedModel(nn.Module):
                 per_phase: bool | None = None):
         """(B, H, W, 3) images in [0, 1] and (B,) rate estimates. per_phase: see upsample (default:
         on for "hard", the decoder's own multiplies)."""
-        q, mods = self._modulations(mode, temperature, noise_a, noise_std, per_phase)
-        return synthesize(self.coords, self.synthesis_layers(), mods, self.height, self.width), self.rate_bits(q)
-
-    def _modulations(self, mode: str, temperature: float, noise_a: float, noise_std: float, per_phase: bool | None):
         q = self.quantized_latents(mode, temperature, noise_a, noise_std)
         up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard" if per_phase is None else per_phase)
-        return q, modulate(up, list(self.mod))
+        image = synthesize(self.coords, self.synthesis_layers(), modulate(up, list(self.mod)), self.height, self.width)
+        return image, self.rate_bits(q)
 
     def mse_and_rate(self, targets: torch.Tensor, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0,
                      noise_std: float = 0.2, per_phase: bool | None = None):
         """(B,) mean squared errors against targets (B, H, W, 3) and rate estimates, as forward's image
         would give them; with gradients on, the synthesis and its error run as one chunked pass
-        (model.synthesis_mse), which is what makes a training step fast."""
+        (model.modulated_synthesis_mse), which is what makes a training step fast."""
         if not torch.is_grad_enabled():
             image, rate = self(mode, temperature, noise_a, noise_std, per_phase)
             return torch.mean((image - targets) ** 2, dim=(1, 2, 3)), rate
-        q, mods = self._modulations(mode, temperature, noise_a, noise_std, per_phase)
-        return synthesis_mse(self.coords, self.synthesis_layers(), mods, targets), self.rate_bits(q)
+        q = self.quantized_latents(mode, temperature, noise_a, noise_std)
+        up = upsample(q, self.ups_kernel, self.shapes, per_phase=mode == "hard" if per_phase is None else per_phase)
+        mse = modulated_synthesis_mse(self.coords, self.synthesis_layers(), up, list(self.mod), targets)
+        return mse, self.rate_bits(q)
 
 
 # ---------------------------------------------------------------------- training
