@@ -228,7 +228,7 @@ def test_networks_rdoq_lowers_the_files_own_cost_and_keeps_integers_and_values_t
                 assert np.all((t == old) | (t == old - np.sign(old)))
 
 
-def test_chunked_synthesis_error_is_autograd_through_modulate_and_synthesize(monkeypatch):
+def test_chunked_synthesis_error_is_autograd_through_modulate_and_synthesize():
     """Training's fused pass (modulated_synthesis_mse: o0 recomputed per chunk, the synthesis chunk by
     chunk and differentiated during the forward) gives the error and every gradient autograd gives
     through modulate, synthesize and the image's error, for a batch, a last chunk shorter than the
@@ -246,13 +246,10 @@ def test_chunked_synthesis_error_is_autograd_through_modulate_and_synthesize(mon
     mse = ((synthesize(m.coords, weights, modulate(up, mod), h, w) - targets) ** 2).mean(dim=(1, 2, 3))
     (mse * upstream).sum().backward()
     expected = [p.grad.clone() for p in leaves]
-    from lotterycodec.trainer import model as model_module
-    for recompute_from in (0, h * w + 1):  # o0 recomputed per chunk / stored (the small-image path)
-        monkeypatch.setattr(model_module, "RECOMPUTE_O0_MIN_PIXELS", recompute_from)
-        for p in leaves:
-            p.grad = None
-        fused_mse = modulated_synthesis_mse(m.coords, weights, up, mod, targets, chunk=300)  # 1961 pixels: 6 x 300 + 161
-        (fused_mse * upstream).sum().backward()
-        torch.testing.assert_close(fused_mse, mse, rtol=1e-5, atol=1e-7)
-        for p, e in zip(leaves, expected):
-            torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
+    for p in leaves:
+        p.grad = None
+    fused_mse = modulated_synthesis_mse(m.coords, weights, up, mod, targets, chunk=300)  # 1961 pixels: 6 x 300 + 161
+    (fused_mse * upstream).sum().backward()
+    torch.testing.assert_close(fused_mse, mse, rtol=1e-5, atol=1e-7)
+    for p, e in zip(leaves, expected):
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))

@@ -376,39 +376,34 @@ class _SynthesisMSE(torch.autograd.Function):
     are in cache, and no tensor the size of the image's hidden layers is ever written; o0 is
     recomputed per chunk from the upsampled grids (and its share of the gradient taken back to
     them there). The backward only scales the stored gradients by the incoming one.
-    A training step at 768x512 (cpu-full networks, AMD EPYC VM) takes 0.79x the time of autograd
-    through synthesize and the image's error on two threads, 0.81x on one; at 256x256 it is level
-    (the activations fit in the L3 cache there): benchmarks/train_step_ab.py, results/train_step_chunked."""
+    Against autograd through synthesize and the image's error, a training step at 768x512 takes
+    0.79x the time (cpu-full networks, two threads) and is level at 256x256, where the activations
+    fit in the L3 cache; recomputing o0 per chunk instead of storing it then takes a further 0.84x
+    at 768x512 and 0.95x at 256x256 (results/train_step_chunked)."""
 
     @staticmethod
-    def forward(ctx, coords, targets, chunk, n, up, w0, b0, *tensors):
-        """tensors: the n synthesis weights, then o1, o2, o3 and, when up is None, o0 (else o0 is
-        recomputed per chunk from up, w0, b0)."""
-        weights, mods = tensors[:n], tensors[n:]
-        recompute = up is not None
+    def forward(ctx, coords, targets, chunk, up, w0, b0, *tensors):
+        n = len(tensors) - 3
+        weights, small = tensors[:n], tensors[n:][::-1]  # o3, o2, o1: the rewind's order
         B, P = weights[0].shape[0], coords.shape[0]
         t = targets.reshape(B, P, 3)
-        rewind_all = torch.cat([mods[2], mods[1], mods[0], *mods[3:]], dim=1)  # o3, o2, o1 (, o0)
-        k = sum(m.shape[1] for m in mods[:3])
-        g_rewind = torch.empty_like(rewind_all)
-        g_up = torch.empty_like(up) if recompute else None
+        small_rewind = torch.cat(small, dim=1)
+        k = small_rewind.shape[1]
+        g_small, g_up = torch.empty_like(small_rewind), torch.empty_like(up)
         gw = [torch.zeros_like(w) for w in weights]
-        gw0, gb0 = (torch.zeros_like(w0), torch.zeros_like(b0)) if recompute else (None, None)
+        gw0, gb0 = torch.zeros_like(w0), torch.zeros_like(b0)
         err = coords.new_zeros(B)
         for s in range(0, P, chunk):
             e = min(P, s + chunk)
-            if recompute:
-                upc = up[:, :, s:e]
-                o0, pre0, s0 = _o0_chunk(upc, w0, b0)
-                rewind = torch.cat([rewind_all[:, :, s:e], o0], dim=1)
-                gr = torch.empty_like(rewind)
-            else:
-                rewind, gr = rewind_all[:, :, s:e], g_rewind[:, :, s:e]
+            upc = up[:, :, s:e]
+            o0, pre0, s0 = _o0_chunk(upc, w0, b0)
+            rewind = torch.cat([small_rewind[:, :, s:e], o0], dim=1)
             saved = []
             out = _synthesis_chunk(coords[s:e], weights, rewind, saved)
             diff = out - t[:, s:e].transpose(1, 2)
             err += (diff * diff).sum(dim=(1, 2))
             g = diff.mul_(2.0 / (3 * P))  # d mse / d out
+            gr = torch.empty_like(rewind)
             for l in range(n - 1, -1, -1):
                 h, pre, act = saved[l]
                 g = g.mul_(act * (1 - act) * 2) if l == n - 1 else _gelu_backward(pre, act, g)
@@ -423,41 +418,30 @@ class _SynthesisMSE(torch.autograd.Function):
                     else:
                         gr[:, :c].baddbmm_(w[:, :, width:].transpose(1, 2), g)
                     g = torch.bmm(w[:, :, :width].transpose(1, 2), g)
-            if recompute:
-                g_rewind[:, :k, s:e] = gr[:, :k]
-                g_up[:, :, s:e] = _o0_backward(gr[:, k:], upc, w0, pre0, s0, gw0, gb0)
-        g3, g2, g1, *g0 = torch.split(g_rewind, [m.shape[1] for m in (mods[2], mods[1], mods[0], *mods[3:])], dim=1)
-        ctx.grads = [g_up, gw0, gb0, *gw, g1, g2, g3, *g0]
+            g_small[:, :, s:e] = gr[:, :k]
+            g_up[:, :, s:e] = _o0_backward(gr[:, k:], upc, w0, pre0, s0, gw0, gb0)
+        sizes = [m.shape[1] for m in small]
+        ctx.grads = [g_up, gw0, gb0, *gw, *list(torch.split(g_small, sizes, dim=1))[::-1]]
         return err / (3 * P)
 
     @staticmethod
     def backward(ctx, grad):
         grads, ctx.grads = ctx.grads, None
         if not bool((grad == 1).all()):  # loss.sum() gives ones: the stored gradients as they are
-            grads = [None if g is None else g * grad.view(-1, *[1] * (g.dim() - 1)) for g in grads]
-        return (None, None, None, None, *grads)
-
-
-# From this many pixels on, training never stores o0 (mod_width channels over every pixel) but
-# recomputes it per chunk. A step against storing it (benchmarks/train_step_ab.py, AMD VM):
-# 768x512 (cpu-full, two threads) 0.80x the time; 256x256 (cpu, one thread) 1.10x, where o0
-# fits in the cache anyway. Between the two sizes it is not measured.
-RECOMPUTE_O0_MIN_PIXELS = 1 << 18
+            grads = [g * grad.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+        return (None, None, None, *grads)
 
 
 def modulated_synthesis_mse(coords: torch.Tensor, weights: list[torch.Tensor], up: torch.Tensor,
                             mod: list[torch.Tensor], targets: torch.Tensor, chunk: int = SYNTH_CHUNK) -> torch.Tensor:
     """(B,) mean squared error of synthesize(coords, weights, modulate(up, mod)) against targets
-    (B, H, W, 3), for training: the same values and gradients, with the synthesis run chunk by chunk
-    (_SynthesisMSE) and, on large images, o0 never stored (_ModulationHead). up (B, L, H, W)."""
+    (B, H, W, 3), for training: the same values and gradients, with o0 never stored and the
+    synthesis run chunk by chunk (_ModulationHead, _SynthesisMSE). up (B, L, H, W)."""
     B, L, height, width = up.shape
-    if height * width < RECOMPUTE_O0_MIN_PIXELS:
-        o0, o1, o2, o3 = modulate(up, mod)
-        return _SynthesisMSE.apply(coords, targets, chunk, len(weights), None, None, None, *weights, o1, o2, o3, o0)
     flat = up.reshape(B, L, -1)
     o1 = _ModulationHead.apply(flat, chunk, *mod[:4])
     o2, o3 = modulation_tail(o1, mod[4:], height, width)
-    return _SynthesisMSE.apply(coords, targets, chunk, len(weights), flat, mod[0], mod[1], *weights, o1, o2, o3)
+    return _SynthesisMSE.apply(coords, targets, chunk, flat, mod[0], mod[1], *weights, o1, o2, o3)
 
 
 class LotteryModel(nn.Module):
