@@ -30,6 +30,11 @@ GRAD_CLIP = 10.0
 # Training fuses its elementwise chains (trainer.fused) when at least this much work (items x pixels x
 # steps: 256x256 for 1000 steps) repays the compile: ~20 s in a fresh process, ~4 s with a warm cache.
 COMPILE_MIN_WORK = 256 * 256 * 1000
+# From this many pixels on, training runs the modulation's head and the synthesis as chunked
+# passes (model.modulated_synthesis_mse); below, plain autograd through the same computation is
+# faster. Training steps of two commits alternated in fresh processes (benchmarks/train_step_ab.py,
+# results/train_step_chunked): 768x512 0.76x the time, 256x256 1.10x; between, not measured.
+CHUNKED_MIN_PIXELS = 1 << 18
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -138,9 +143,9 @@ class BatchedModel(nn.Module):
     def mse_and_rate(self, targets: torch.Tensor, mode: str = "hard", temperature: float = 0.3, noise_a: float = 2.0,
                      noise_std: float = 0.2, per_phase: bool | None = None):
         """(B,) mean squared errors against targets (B, H, W, 3) and rate estimates, as forward's image
-        would give them; with gradients on, the synthesis and its error run as one chunked pass
-        (model.modulated_synthesis_mse), which is what makes a training step fast."""
-        if not torch.is_grad_enabled():
+        would give them; with gradients on and a large image, the modulation's head and the synthesis
+        with its error run as chunked passes (model.modulated_synthesis_mse), the same values faster."""
+        if not torch.is_grad_enabled() or self.height * self.width < CHUNKED_MIN_PIXELS:
             image, rate = self(mode, temperature, noise_a, noise_std, per_phase)
             return torch.mean((image - targets) ** 2, dim=(1, 2, 3)), rate
         q = self.quantized_latents(mode, temperature, noise_a, noise_std)
