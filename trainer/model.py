@@ -376,10 +376,10 @@ class _SynthesisMSE(torch.autograd.Function):
     are in cache, and no tensor the size of the image's hidden layers is ever written; o0 is
     recomputed per chunk from the upsampled grids (and its share of the gradient taken back to
     them there). The backward only scales the stored gradients by the incoming one.
-    Against autograd through synthesize and the image's error, a training step at 768x512 takes
-    0.79x the time (cpu-full networks, two threads) and is level at 256x256, where the activations
-    fit in the L3 cache; recomputing o0 per chunk instead of storing it then takes a further 0.84x
-    at 768x512 and 0.95x at 256x256 (results/train_step_chunked)."""
+    With _ModulationHead, a training step at 768x512 takes 0.76x the time of autograd through
+    modulate, synthesize and the image's error (results/train_step_chunked); at 256x256, where the
+    activations fit in the L3 cache, 1.10x, so training uses it on large images only
+    (train.CHUNKED_MIN_PIXELS)."""
 
     @staticmethod
     def forward(ctx, coords, targets, chunk, up, w0, b0, *tensors):
