@@ -72,18 +72,20 @@ def lottery_complexity(cfg: ArchConfig, height: int, width: int, name: str = "lo
     pixels = height * width
     shapes = cfg.grid_shapes(height, width)
     latents = sum(h * w for h, w in shapes)
-    arm_dims = [cfg.arm_context] + [cfg.arm_width] * cfg.arm_layers + [2]
+    arm_dims = [cfg.arm_inputs] + [cfg.arm_width] * cfg.arm_layers + [2]
     arm = mlp_macs(arm_dims)
     mw, mo, L = cfg.mod_width, cfg.mod_out, cfg.n_grids
     mod = L * mw + mw * mo + 2 * 9 * mo * mo
     params = {"arm": arm + sum(arm_dims[1:]), "upsampling": 4 * cfg.ups_taps ** 2,
               "modulation": mod + mw + 3 * mo, "synthesis_random_weights": cfg.synth_weight_count,
               "synthesis_kept_weights": cfg.kept_weights}
+    modules = {"arm": arm * latents / pixels,
+               "upsampling": cumulative_upsampling_macs(shapes, cfg.ups_taps) / pixels,
+               "modulation": float(mod)}
+    if cfg.arm_parents:  # the parents' bilinear 2x (docs/FORMAT.md 6.2): 4 per latent of every grid but the coarsest
+        modules["arm_parents"] = 4.0 * sum(h * w for h, w in shapes[:-1]) / pixels
     return Complexity(
-        name, arm,
-        {"arm": arm * latents / pixels,
-         "upsampling": cumulative_upsampling_macs(shapes, cfg.ups_taps) / pixels,
-         "modulation": float(mod)},
+        name, arm, modules,
         float(cfg.synth_weight_count), float(cfg.synth_macs_weights), params,
         source="this codec's header (docs/FORMAT.md section 3)")
 

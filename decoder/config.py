@@ -45,6 +45,7 @@ class Field:
     lo: int
     hi: int
     doc: str
+    since: int = 2  # the first format version whose header carries it (older files: the default)
 
 
 # Order here is the order in the header.
@@ -69,6 +70,8 @@ CONFIG_FIELDS: tuple[Field, ...] = (
     Field("synth_mode", 0, 1, "0: masked random weights regenerated from the seed; "
           "1: trained dense weights sent in the networks section (the lottery ablation)"),
     Field("kept_weights", 0, 1 << 20, "synthesis weights kept by the mask (all layers)"),
+    Field("arm_parents", 0, 9, "ARM inputs from the next coarser grid, upsampled 2x (first n of PARENT_OFFSETS)",
+          since=3),
 )
 
 
@@ -80,6 +83,13 @@ def _context_offsets() -> tuple[tuple[int, int], ...]:
 
 
 CONTEXT_OFFSETS = _context_offsets()
+# Inter-grid context: grid l's ARM may also read grid l + 1 (already decoded: grids are coded coarsest
+# first) upsampled 2x by bilinear interpolation (weights 3/4, 1/4 per axis, edges repeated; in
+# sixteenths it is an integer), at the latent's own position and its eight neighbours, nearest
+# first; offsets that fall outside the grid read 0, as the spatial contexts do. Unlike the spatial
+# contexts these are not causal: the coarser grid is known everywhere, so they also predict the
+# latents below and to the right.
+PARENT_OFFSETS = ((0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class ArchConfig:
     synth_width2: int = 16
     synth_mode: int = 0
     kept_weights: int = 1206  # 70 % of the default 1723
+    arm_parents: int = 0
 
     # ---- derived shapes (all parts read these; none recomputes them) ----
     @property
@@ -128,8 +139,13 @@ class ArchConfig:
         return self.synth_weight_count if self.synth_mode == SYNTH_DENSE else self.kept_weights
 
     @property
+    def arm_inputs(self) -> int:
+        """The ARM's inputs: the causal spatial contexts, then the parent (coarser grid) features."""
+        return self.arm_context + self.arm_parents
+
+    @property
     def arm_in_out(self) -> list[tuple[int, int]]:
-        dims = [self.arm_context] + [self.arm_width] * self.arm_layers + [2]
+        dims = [self.arm_inputs] + [self.arm_width] * self.arm_layers + [2]
         return list(zip(dims[:-1], dims[1:]))
 
     @property
@@ -139,9 +155,18 @@ class ArchConfig:
     def grid_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(-(-height // (1 << l)), -(-width // (1 << l))) for l in range(self.n_grids)]
 
-    def fields(self) -> Iterator[tuple[Field, int]]:
+    def fields(self, version: int | None = None) -> Iterator[tuple[Field, int]]:
+        """Every field, or those a header of the given format version carries."""
         for f in CONFIG_FIELDS:
-            yield f, getattr(self, f.name)
+            if version is None or f.since <= version:
+                yield f, getattr(self, f.name)
+
+    @property
+    def min_version(self) -> int:
+        """The oldest format version that can express this configuration (fields a version lacks
+        must hold their default): files are written in it, so older decoders read what they can."""
+        default = ArchConfig()
+        return max([2] + [f.since for f, v in self.fields() if v != getattr(default, f.name)])
 
     def validate(self) -> "ArchConfig":
         for f, v in self.fields():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ACT_FRAC, CONTEXT_OFFSETS, RESIDUAL_MAX, ArchConfig, FormatError
+from .config import ACT_FRAC, CONTEXT_OFFSETS, PARENT_OFFSETS, RESIDUAL_MAX, ArchConfig, FormatError
 
 PRECISION = 24
 MAX_FREQ = (1 << PRECISION) - (1 << 12)
@@ -147,9 +147,10 @@ class IntArm:
                         for w, b in zip(self.weights, self.biases)]
         self._shift = 2.0 ** -self.frac_bits
 
-    def forward(self, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ctx: (n, C) or (C,) integer latents -> (mu, log2 scale), with ACT_FRAC fractional bits."""
-        x = ctx.astype(np.float64) * (1 << ACT_FRAC)
+    def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """inputs: (n, C) or (C,) integers, the ARM's inputs with ACT_FRAC fractional bits (see
+        :func:`unit_inputs`) -> (mu, log2 scale), with ACT_FRAC fractional bits."""
+        x = inputs.astype(np.float64)
         last = len(self._layers) - 1
         for l, (wt, bias) in enumerate(self._layers):
             x = np.floor((x.dot(wt) + bias) * self._shift)
@@ -211,15 +212,59 @@ def substream_plan(cfg: ArchConfig, height: int, width: int) -> list[list[Unit]]
     return plan
 
 
-def unit_contexts(grid: np.ndarray, unit: Unit, n_context: int) -> np.ndarray:
-    """(rows*w, C) contexts of a whole unit at once (encoder side): zero outside the unit."""
-    rows = grid[unit.row0:unit.row1]
+# Parent features are sixteenths: 16 x the bilinear value is an integer, shifted this much more to
+# reach the ARM's ACT_FRAC fractional bits.
+PARENT_SHIFT = ACT_FRAC - 4
+
+
+def upsampled_parent(coarse: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width) int64: 16 x the coarser grid upsampled 2x bilinearly (weights 3/4 and 1/4 per
+    axis, the edge sample repeated), the trainer's F.interpolate(scale 2, bilinear) cropped, exact."""
+    def taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n)
+        near = y >> 1
+        far = np.where(y & 1, near + 1, near - 1)
+        return near, np.clip(far, 0, size - 1)
+
+    c = coarse.astype(np.int64)
+    ny, fy = taps(height, c.shape[0])
+    nx, fx = taps(width, c.shape[1])
+    rows = 3 * c[ny] + c[fy]
+    return 3 * rows[:, nx] + rows[:, fx]
+
+
+def parent_features(parent16: np.ndarray | None, row0: int, row1: int, width: int, n_parents: int) -> np.ndarray:
+    """(rows*width, n_parents) ARM inputs from the upsampled parent (None: the coarsest grid, all 0)
+    for rows [row0, row1): PARENT_OFFSETS[k] = (dy, dx) reads (y + dy, x + dx), 0 outside the grid."""
+    if parent16 is None or not n_parents:
+        return np.zeros(((row1 - row0) * width, n_parents), np.int64)
+    h, w = parent16.shape
+    padded = np.zeros((h + 2, w + 2), dtype=np.int64)
+    padded[1:-1, 1:-1] = parent16 << PARENT_SHIFT
+    out = np.empty(((row1 - row0) * w, n_parents), dtype=np.int64)
+    for k, (dy, dx) in enumerate(PARENT_OFFSETS[:n_parents]):
+        out[:, k] = padded[1 + row0 + dy:1 + row1 + dy, 1 + dx:1 + dx + w].reshape(-1)
+    return out
+
+
+def grid_parent(grids: list[np.ndarray], g: int, cfg: ArchConfig) -> np.ndarray | None:
+    """Grid g's upsampled parent (16x), or None (no parent features, or g is the coarsest grid)."""
+    if not cfg.arm_parents or g + 1 >= len(grids):
+        return None
+    return upsampled_parent(grids[g + 1], *grids[g].shape)
+
+
+def unit_inputs(grids: list[np.ndarray], unit: Unit, cfg: ArchConfig, parent16: np.ndarray | None) -> np.ndarray:
+    """(rows*w, C + P) ARM inputs of a whole unit at once (encoder side), ACT_FRAC fractional bits:
+    the causal spatial contexts (zero outside the unit), then the parent features."""
+    rows = grids[unit.grid][unit.row0:unit.row1]
     h, w = rows.shape
     padded = np.zeros((h + 4, w + 8), dtype=np.int64)
     padded[4:, 4:4 + w] = rows
-    ctx = np.empty((h * w, n_context), dtype=np.int64)
-    for c, (dy, dx) in enumerate(CONTEXT_OFFSETS[:n_context]):
-        ctx[:, c] = padded[4 - dy:4 - dy + h, 4 - dx:4 - dx + w].reshape(-1)
+    ctx = np.empty((h * w, cfg.arm_inputs), dtype=np.int64)
+    for c, (dy, dx) in enumerate(CONTEXT_OFFSETS[:cfg.arm_context]):
+        ctx[:, c] = padded[4 - dy:4 - dy + h, 4 - dx:4 - dx + w].reshape(-1) << ACT_FRAC
+    ctx[:, cfg.arm_context:] = parent_features(parent16, unit.row0, unit.row1, w, cfg.arm_parents)
     return ctx
 
 
@@ -242,7 +287,7 @@ def encode_latents(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> lis
                 continue
             if values.min() < -cfg.latent_bound or values.max() >= cfg.latent_bound:
                 raise ValueError("latent outside the alphabet [-A, A-1]")
-            mu, ls = arm.forward(unit_contexts(grids[unit.grid], unit, cfg.arm_context))
+            mu, ls = arm.forward(unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg)))
             m, f, s = table_index(mu, ls, cfg.latent_bound)
             symbols = (values - m + RESIDUAL_MAX).astype(np.int32)
             for start in range(0, values.size, 4096):
@@ -273,18 +318,21 @@ def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
 
 
 def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> None:
+    """Decodes the units in order; a unit's parent grid (the next coarser one) is complete by then:
+    substream_plan puts coarser grids first."""
     offsets = CONTEXT_OFFSETS[:cfg.arm_context]
     A = cfg.latent_bound
     cums = table_cums()
     for unit in units:
         h, w = unit.row1 - unit.row0, grids[unit.grid].shape[1]
+        parents = parent_features(grid_parent(grids, unit.grid, cfg), unit.row0, unit.row1, w, cfg.arm_parents)
         pitch = w + 8
         buf = np.zeros((h + 4) * pitch, dtype=np.int64)
         rel = np.array([dy * pitch + dx for dy, dx in offsets], dtype=np.int64)
         for y in range(h):
             for x in range(w):
                 pos = (y + 4) * pitch + x + 4
-                mu, ls = arm.forward(buf[pos - rel])
+                mu, ls = arm.forward(np.concatenate([buf[pos - rel] << ACT_FRAC, parents[y * w + x]]))
                 m, f, s = table_index(int(mu), int(ls), A)
                 v = m + dec.decode(table_model(f, s), cums[f, s]) - RESIDUAL_MAX
                 if not -A <= v < A:
@@ -302,7 +350,7 @@ def latent_inputs(grids: list[np.ndarray], cfg: ArchConfig) -> list[tuple[np.nda
         for unit in units:
             values = grids[unit.grid][unit.row0:unit.row1].reshape(-1).astype(np.int64)
             if values.size:
-                out.append((values, unit_contexts(grids[unit.grid], unit, cfg.arm_context)))
+                out.append((values, unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg))))
     return out
 
 

@@ -20,7 +20,8 @@ from .entropy import (ARM_PARAM_MAX, N_SCALES, PRECISION, IntArm, CoderErrors, S
                       load_tables, substream_plan)
 
 MAGIC = b"LOTC"
-VERSION = 2
+VERSION = 3  # the newest version; this decoder reads VERSIONS, a writer uses the oldest that fits
+VERSIONS = (2, 3)
 _PREFIX = struct.Struct("<4sBB")  # magic, version, header size (every header byte, its CRC included)
 _CRC = struct.Struct("<I")
 # The header's varints: at most this many bytes each (a u64 seed needs 10, every other field fits 5).
@@ -264,17 +265,18 @@ def write_bitstream(width: int, height: int, seed: int, cfg: ArchConfig, network
     latents = (b"".join(encode_varint(w.size) for w in latent_words)
                + b"".join(np.asarray(w, "<u4").tobytes() for w in latent_words))
     payload = networks + mask + latents
-    head = pack_header(width, height, OUT_CHANNELS, 8, seed & 0xFFFFFFFFFFFFFFFF, [v for _, v in cfg.fields()],
-                       [len(networks), len(mask), len(latents)])
+    version = cfg.min_version
+    head = pack_header(width, height, OUT_CHANNELS, 8, seed & 0xFFFFFFFFFFFFFFFF, [v for _, v in cfg.fields(version)],
+                       [len(networks), len(mask), len(latents)], version)
     return head + payload + _CRC.pack(zlib.crc32(payload))
 
 
 def pack_header(width: int, height: int, channels: int, bit_depth: int, seed: int, config_values: list[int],
-                section_sizes: list[int]) -> bytes:
+                section_sizes: list[int], version: int = VERSION) -> bytes:
     """The header bytes, CRC included, of exactly these values (no checks: tests forge with it)."""
     body = (encode_varint(width) + encode_varint(height) + bytes([channels, bit_depth]) + encode_varint(seed)
             + b"".join(encode_varint(v) for v in config_values) + b"".join(encode_varint(n) for n in section_sizes))
-    head = _PREFIX.pack(MAGIC, VERSION, _PREFIX.size + len(body) + _CRC.size) + body
+    head = _PREFIX.pack(MAGIC, version, _PREFIX.size + len(body) + _CRC.size) + body
     return head + _CRC.pack(zlib.crc32(head))
 
 
@@ -294,6 +296,7 @@ class Header:
     seed: int
     cfg: ArchConfig  # not yet validated
     section_sizes: list[int]
+    version: int
 
 
 def _parse_header(data: bytes) -> Header:
@@ -303,8 +306,9 @@ def _parse_header(data: bytes) -> Header:
     magic, version, size = _PREFIX.unpack_from(data, 0)
     if magic != MAGIC:
         raise FormatError("not a LotteryCodec file (bad magic)")
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this decoder reads version {VERSION})")
+    if version not in VERSIONS:
+        raise FormatError(f"unsupported format version {version} (this decoder reads versions "
+                          f"{', '.join(map(str, VERSIONS))})")
     if size < _PREFIX.size + _CRC.size:
         raise FormatError(f"header size {size} is too small")
     if len(data) < size:
@@ -318,15 +322,18 @@ def _parse_header(data: bytes) -> Header:
     seed, pos = read_varint(body, pos + 2, SEED_VARINT_BYTES)
     if seed >> 64:
         raise FormatError("seed above 2^64 - 1")
-    numbers = []  # the config fields, then the three section sizes
-    for _ in range(len(CONFIG_FIELDS) + 3):
+    fields = [f for f in CONFIG_FIELDS if f.since <= version]
+    numbers = []  # the config fields this version carries, then the three section sizes
+    for _ in range(len(fields) + 3):
         n, pos = read_varint(body, pos)
         numbers.append(n)
-    values, sections = numbers[:len(CONFIG_FIELDS)], numbers[len(CONFIG_FIELDS):]
+    values, sections = numbers[:len(fields)], numbers[len(fields):]
     if pos != len(body):
         raise FormatError(f"header fields end at byte {pos}, header announces {len(body)}")
-    cfg = ArchConfig(**{f.name: v for f, v in zip(CONFIG_FIELDS, values)})
-    return Header(size, width, height, channels, depth, seed, cfg, sections)
+    cfg = ArchConfig(**{f.name: v for f, v in zip(fields, values)})
+    if cfg.min_version != version:  # one way to write each file: in the oldest version that fits
+        raise FormatError(f"a version {version} header for a configuration of version {cfg.min_version}")
+    return Header(size, width, height, channels, depth, seed, cfg, sections, version)
 
 
 def peek_config(data: bytes) -> ArchConfig | None:
@@ -362,7 +369,7 @@ def read_bitstream(data: bytes) -> Bitstream:
     n_nets, n_mask, n_lat = head.section_sizes
     if head.channels != OUT_CHANNELS or head.bit_depth != 8:
         raise FormatError(f"unsupported {head.channels} channels at {head.bit_depth} bits "
-                          f"(version {VERSION}: 3 at 8)")
+                          f"(version {head.version}: 3 at 8)")
     _check_dimensions(width, height)
     cfg.validate()
     expected = size + n_nets + n_mask + n_lat + _CRC.size

@@ -14,11 +14,12 @@ from lotterycodec.decoder.synthetic import synthetic_bitstream
 def _forge(data: bytes, width=None, height=None, channels=3, bit_depth=8, **config) -> bytes:
     """The same file with a rewritten (validly sealed) header."""
     bs = read_bitstream(data)
-    values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS]
+    version = data[4]
+    values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS if f.since <= version]
     b = bs.section_bytes
     head = pack_header(bs.width if width is None else width, bs.height if height is None else height, channels,
                        bit_depth, bs.seed, values,
-                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
+                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]], version)
     return head + data[data[5]:]
 
 
@@ -52,8 +53,25 @@ def test_wrong_magic_and_version(synthetic_file):
     with pytest.raises(FormatError, match="magic"):
         read_bitstream(b"PNG!" + synthetic_file[4:])
     bad = bytearray(synthetic_file)
-    bad[4] = 1
-    with pytest.raises(FormatError, match="version 1 .*reads version 2"):
+    for version in (1, 4):
+        bad[4] = version
+        with pytest.raises(FormatError, match=f"version {version} .*reads versions 2, 3"):
+            read_bitstream(reseal(bad))
+
+
+def test_each_configuration_has_one_version(synthetic_file):
+    """Files are written in the oldest version that holds them (2 without parent inputs, 3 with);
+    a version 3 header without them, or a version 2 one read as 3, is refused."""
+    assert synthetic_file[4] == 2
+    cfg = ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=6, kept_weights=10)
+    v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2)
+    assert v3[4] == 3 and read_bitstream(v3).cfg.arm_parents == 3
+    no_parents = _forge(v3, arm_parents=0)
+    with pytest.raises(FormatError, match="version 3 header for a configuration of version 2"):
+        read_bitstream(no_parents)
+    bad = bytearray(synthetic_file)
+    bad[4] = 3  # the same fields read as version 3: one field short
+    with pytest.raises(FormatError):
         read_bitstream(reseal(bad))
 
 

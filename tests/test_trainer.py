@@ -5,8 +5,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lotterycodec.decoder import reference  # noqa: E402
-from lotterycodec.decoder.config import ArchConfig  # noqa: E402
-from lotterycodec.decoder.entropy import substream_plan, unit_contexts  # noqa: E402
+from lotterycodec.decoder.config import ACT_FRAC, ArchConfig  # noqa: E402
+from lotterycodec.decoder.entropy import grid_parent, substream_plan, unit_inputs  # noqa: E402
 from lotterycodec.trainer.model import LotteryModel, bicubic_phases, kumaraswamy_noise, soft_round  # noqa: E402
 from lotterycodec.trainer.presets import get_preset  # noqa: E402
 from lotterycodec.trainer.train import BatchedModel, evaluate, finetune  # noqa: E402
@@ -22,16 +22,19 @@ def _model(h=21, w=34, **arch):
     return m
 
 
-def test_contexts_match_the_entropy_coder():
-    """Stripe-confined, zero-padded contexts: the trainer sees exactly what the coder uses."""
-    m = _model()
+@pytest.mark.parametrize("parents", [0, 5, 9])
+def test_contexts_match_the_entropy_coder(parents):
+    """Stripe-confined, zero-padded contexts and the upsampled parent grids: the trainer's ARM
+    inputs (times 2^ACT_FRAC) are exactly the coder's integers."""
+    m = _model(arm_parents=parents)
     q = m.quantized_latents("hard")
-    got = m.contexts(q).detach().numpy().astype(np.int64)
+    got = m.contexts(q).detach().numpy() * (1 << ACT_FRAC)
+    assert np.array_equal(got, np.round(got))
     ints = [v.detach().numpy().astype(np.int64) for v in q]
     plan = [u for units in substream_plan(m.cfg, m.height, m.width) for u in units]
-    want = np.concatenate([unit_contexts(ints[g], u, m.cfg.arm_context)
+    want = np.concatenate([unit_inputs(ints, u, m.cfg, grid_parent(ints, g, m.cfg))
                            for g in range(len(q)) for u in plan if u.grid == g])
-    assert np.array_equal(got, want)
+    assert got.shape == want.shape and np.array_equal(got.astype(np.int64), want)
 
 
 def test_context_gradient_is_the_gathers_adjoint():

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decoder.config import CONTEXT_OFFSETS, SYNTH_DENSE, ArchConfig
+from ..decoder.config import CONTEXT_OFFSETS, PARENT_OFFSETS, SYNTH_DENSE, ArchConfig
 from ..decoder.entropy import LOG2_SCALE_MIN, N_SCALES, SCALE_STEPS_PER_OCTAVE
 from ..decoder.philox import synthesis_weights
 from ..decoder.reference import coordinates
@@ -118,23 +118,43 @@ def quantize_latents(latents: list[torch.Tensor], gain: float, bound: int, mode:
 
 
 def context_index(shapes: list[tuple[int, int]], n_context: int, stripe_height: int,
-                  shared_max_pixels: int) -> torch.Tensor:
-    """(N, n_context) positions of every latent's causal contexts in the concatenation of the
-    flattened grids (raster order, grid after grid, N latents in all); N itself, a zero appended
-    after the last grid, where a context falls outside its grid or, in a striped grid, above the
-    latent's stripe (grids of more than shared_max_pixels values are striped, as the coder cuts them)."""
+                  shared_max_pixels: int, n_parents: int = 0) -> torch.Tensor:
+    """(N, n_context + n_parents) positions of every latent's ARM inputs in :func:`latent_contexts`'
+    flat layout: the flattened grids (raster order, grid after grid, N latents in all), then with
+    parents each grid's upsampled parent (grid l + 1 at grid l's size, for all but the coarsest),
+    then a zero, the position of every input that reads "outside": a spatial context outside its
+    grid or, in a striped grid, above the latent's stripe (grids of more than shared_max_pixels
+    values are striped, as the coder cuts them); a parent offset outside the grid; the coarsest
+    grid's parents (docs/FORMAT.md 6.2, decoder.entropy.unit_inputs)."""
     dy = torch.tensor([o[0] for o in CONTEXT_OFFSETS[:n_context]], dtype=torch.long)
     dx = torch.tensor([o[1] for o in CONTEXT_OFFSETS[:n_context]], dtype=torch.long)
-    total = sum(h * w for h, w in shapes)
-    out, start = [], 0
-    for h, w in shapes:
+    py = torch.tensor([o[0] for o in PARENT_OFFSETS[:n_parents]], dtype=torch.long)
+    px = torch.tensor([o[1] for o in PARENT_OFFSETS[:n_parents]], dtype=torch.long)
+    sizes = [h * w for h, w in shapes]
+    n_latents = sum(sizes)
+    total = n_latents + (sum(sizes[:-1]) if n_parents else 0)
+    out, start, parent_start = [], 0, n_latents
+    for g, (h, w) in enumerate(shapes):
         y, x = torch.arange(h)[:, None, None], torch.arange(w)[None, :, None]
         top = (y // stripe_height) * stripe_height if h * w > shared_max_pixels else torch.zeros_like(y)
         yy, xx = y - dy, x - dx
         inside = (yy >= top) & (xx >= 0) & (xx < w)
-        out.append(torch.where(inside, start + yy * w + xx, total).reshape(h * w, n_context))
+        cols = [torch.where(inside, start + yy * w + xx, total).reshape(h * w, n_context)]
+        if n_parents:
+            yy, xx = y + py, x + px
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w) & (g + 1 < len(shapes))
+            cols.append(torch.where(inside, parent_start + yy * w + xx, total).reshape(h * w, n_parents))
+            parent_start += h * w if g + 1 < len(shapes) else 0
+        out.append(torch.cat(cols, dim=1))
         start += h * w
     return torch.cat(out)
+
+
+def upsampled_parents(q: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Grid l + 1 upsampled 2x bilinearly to grid l's size, for every grid but the coarsest: the
+    parent features' source (decoder.entropy.upsampled_parent computes the same, in sixteenths)."""
+    return [F.interpolate(c[:, None], scale_factor=2, mode="bilinear", align_corners=False)[:, 0, :f.shape[1], :f.shape[2]]
+            for f, c in zip(q[:-1], q[1:])]
 
 
 class _Gather(torch.autograd.Function):
@@ -153,12 +173,14 @@ class _Gather(torch.autograd.Function):
         return grad.new_zeros(grad.shape[0], ctx.width).index_add_(1, index, grad), None
 
 
-def latent_contexts(q: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-    """q: (B, h, w) per grid, index from context_index -> (B, N, n_context) causal contexts."""
+def latent_contexts(q: list[torch.Tensor], index: torch.Tensor, parents: bool = False) -> torch.Tensor:
+    """q: (B, h, w) per grid, index from context_index (parents: built with n_parents > 0) ->
+    (B, N, inputs) the ARM's inputs: causal contexts, then parent features."""
     B = q[0].shape[0]
     if not index.shape[1]:
         return q[0].new_zeros(B, index.shape[0], 0)
-    flat = torch.cat([v.reshape(B, -1) for v in q] + [q[0].new_zeros(B, 1)], dim=1)
+    ups = upsampled_parents(q) if parents else []
+    flat = torch.cat([v.reshape(B, -1) for v in q + ups] + [q[0].new_zeros(B, 1)], dim=1)
     return _Gather.apply(flat, index.reshape(-1)).reshape(B, *index.shape)
 
 
@@ -480,7 +502,7 @@ class LotteryModel(nn.Module):
         ys, xs = np.meshgrid(coordinates(height), coordinates(width), indexing="ij")
         self.register_buffer("coords", torch.from_numpy(np.stack([xs.ravel(), ys.ravel()], 1)).contiguous())
         self.register_buffer("context_index", context_index(self.shapes, cfg.arm_context, cfg.stripe_height,
-                                                            cfg.shared_max_pixels), persistent=False)
+                                                            cfg.shared_max_pixels, cfg.arm_parents), persistent=False)
         # Quantization noise comes from the model's own generator, so an item trains the same
         # alone or in a batch (trainer.train); None: the global generator.
         self.noise_generator: torch.Generator | None = None
@@ -492,8 +514,8 @@ class LotteryModel(nn.Module):
         return [v[0] for v in q]
 
     def contexts(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """(N, arm_context): every grid's latents' contexts, grid after grid."""
-        return latent_contexts([v[None] for v in q], self.context_index)[0]
+        """(N, arm_inputs): every grid's latents' ARM inputs, grid after grid."""
+        return latent_contexts([v[None] for v in q], self.context_index, self.cfg.arm_parents > 0)[0]
 
     def _arm_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The ARM's weights and biases with the leading item axis (B = 1)."""
@@ -505,7 +527,8 @@ class LotteryModel(nn.Module):
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         q1 = [v[None] for v in q]
-        return arm_rate_bits(q1, latent_contexts(q1, self.context_index), *self._arm_params())[0]
+        return arm_rate_bits(q1, latent_contexts(q1, self.context_index, self.cfg.arm_parents > 0),
+                             *self._arm_params())[0]
 
     # ------------------------------------------------------------------ synthesis side
     def upsample(self, q: list[torch.Tensor], per_phase: bool = False) -> torch.Tensor:

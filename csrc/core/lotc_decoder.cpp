@@ -22,7 +22,7 @@ namespace {
 
 // A file's header, checked, and its sections as words (docs/FORMAT.md 1-3, 5-7).
 struct Bitstream {
-    int width = 0, height = 0;
+    int version = 0, width = 0, height = 0;
     uint64_t seed = 0;
     Config c{};
     const uint8_t* networks = nullptr;
@@ -37,9 +37,10 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     Bitstream bs;
     if (size < 6) fail("file too short for a LotteryCodec header");
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
-    if (data[4] != kVersion)
-        fail("unsupported format version " + std::to_string(data[4]) + " (this decoder reads version " +
-             std::to_string(kVersion) + ")");
+    const int version = data[4];
+    if (version < kVersionMin || version > kVersionMax)
+        fail("unsupported format version " + std::to_string(version) + " (this decoder reads versions 2, 3)");
+    bs.version = version;
     const size_t header_size = data[5];
     if (header_size < 10) fail("header size too small");
     if (size < header_size) fail("file truncated inside the header");
@@ -52,6 +53,7 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     const uint64_t seed = read_varint(data, header_body, at, 10);
     Config c{};
     for (const auto& s : field_specs()) {
+        if (s.range.since > version) continue;  // absent: 0, value-initialised above
         const uint64_t v = read_varint(data, header_body, at, 5);
         if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
             fail(std::string("config field ") + s.range.name + " outside its allowed range");
@@ -60,6 +62,8 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     uint64_t section_size[3];
     for (auto& n : section_size) n = read_varint(data, header_body, at, 5);
     if (at != header_body) fail("header fields do not fill the header");
+    // One way to write each file: in the oldest version that holds its configuration.
+    if ((version == 3) != (c.arm_parents != 0)) fail("a version " + std::to_string(version) + " header for a configuration of version " + std::to_string(c.arm_parents ? 3 : 2));
     if (crc32(data, header_body) != read_le(data + header_body, 4)) fail("header CRC mismatch (corrupted file)");
     if (channels != 3 || bit_depth != 8) fail("unsupported channels or bit depth (the format holds 3 at 8)");
     if (width64 < 1 || height64 < 1 || width64 > kMaxSide || height64 > kMaxSide || width64 * height64 > kMaxPixels)
@@ -215,7 +219,7 @@ Info probe(const uint8_t* data, size_t size) {
     const Bitstream bs = read_bitstream(data, size);
     const Config& c = bs.c;
     Info info;
-    info.version = kVersion;
+    info.version = bs.version;
     info.width = bs.width;
     info.height = bs.height;
     info.n_grids = int(c.n_grids);
@@ -223,7 +227,7 @@ Info probe(const uint8_t* data, size_t size) {
     for (auto [h, w] : shapes) info.latent_count += uint64_t(h) * w;
     // decoder/complexity.py lottery_complexity: one MAC per weight use, the ARM per latent.
     const double pixels = double(bs.height) * bs.width;
-    int64_t arm = 0, in = c.arm_context;
+    int64_t arm = 0, in = c.arm_inputs();
     for (int l = 0; l < c.arm_layers; ++l) arm += in * c.arm_width, in = c.arm_width;
     arm += in * 2;
     const int64_t taps = c.ups_kernel_size / 2;
@@ -234,7 +238,10 @@ Info probe(const uint8_t* data, size_t size) {
     int64_t synth = 0;
     for (auto l : synth_in_out(c)) synth += int64_t(l.fan_in) * l.fan_out;
     info.kept_ratio = double(c.kept_weights) / double(synth);
-    info.macs_per_pixel = double(arm) * double(info.latent_count) / pixels + ups / pixels + double(mod) +
+    double parents = 0;  // the parents' bilinear 2x: 4 per latent of every grid but the coarsest
+    if (c.arm_parents)
+        for (size_t g = 0; g + 1 < shapes.size(); ++g) parents += 4.0 * shapes[g].first * shapes[g].second;
+    info.macs_per_pixel = double(arm) * double(info.latent_count) / pixels + ups / pixels + parents / pixels + double(mod) +
                           double(c.synth_mode == 1 ? synth : c.kept_weights);
     return info;
 }

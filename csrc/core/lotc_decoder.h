@@ -22,6 +22,7 @@ struct LimitError : std::runtime_error {
 struct FieldRange {
     const char* name;
     int64_t lo, hi;
+    int since = 2;  // the first format version whose header carries the field (older: 0)
 };
 // The config record's fields in header order with their allowed ranges (docs/FORMAT.md §3).
 const std::vector<FieldRange>& config_fields();

@@ -41,6 +41,9 @@ std::vector<std::pair<int, int>> context_offsets() {
     return c;
 }
 
+// Inter-grid inputs (docs/FORMAT.md 6.2): the upsampled parent read at (y + dy, x + dx).
+constexpr int kParentOffsets[9][2] = {{0, 0}, {0, 1}, {1, 0}, {0, -1}, {-1, 0}, {1, 1}, {1, -1}, {-1, 1}, {-1, -1}};
+
 // Tables up to this scale index (scale 2^(-4 + i/4) < 2) are searched by walking from the mode.
 constexpr int kWalkMaxScaleIndex = 20;
 
@@ -58,14 +61,15 @@ public:
                  Decoded& out)
         : dec_(words.data(), words.size()), units_(units), n_(n), tables_(tables), kernels_(kernels), out_(out),
           bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
-          zero_coding_(coding_of(zero_mu_ls)) {
-        x_.assign(size_t(std::max(context_size_, kArmMaxWidth)), 0);
+          parents_(int(c.arm_parents)), n_grids_(int(c.n_grids)), zero_coding_(coding_of(zero_mu_ls)) {
+        x_.assign(size_t(std::max(int(c.arm_inputs()), kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
-        if (context_size_ <= kMemoContext) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
+        // The memo and the small-ARM kernel key on the spatial context alone: not with parents.
+        if (context_size_ <= kMemoContext && !parents_) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
         const bool small = context_size_ <= 8 && std::all_of(n.arm.begin(), n.arm.end(), [](const ArmLayer& l) {
             return l.fan_in <= kArmLanes && l.padded_out == kArmLanes;
         });
-        if (small) arm_small_ = kernels.arm_small;
+        if (small && !parents_) arm_small_ = kernels.arm_small;
     }
 
     // Decodes every unit of the substream. The coder state, the unit's buffer and the loop
@@ -78,9 +82,18 @@ public:
             const ptrdiff_t* const offsets = offsets_.data();
             const int rows = rows_, width = width_;
             const ptrdiff_t pitch = pitch_;
-            for (int yy = 0; yy < rows; ++yy) {
-                int32_t* const row = buf + (yy + 4) * pitch + 4;
-                for (int xx = 0; xx < width; ++xx) row[xx] = decode_one(dec, row + xx, offsets);
+            if (parents_) {
+                const ptrdiff_t ppitch = width + 2;
+                for (int yy = 0; yy < rows; ++yy) {
+                    int32_t* const row = buf + (yy + 4) * pitch + 4;
+                    const int32_t* const prow = parent_buf_.data() + (yy + 1) * ppitch + 1;
+                    for (int xx = 0; xx < width; ++xx) row[xx] = decode_with_parents(dec, row + xx, offsets, prow + xx);
+                }
+            } else {
+                for (int yy = 0; yy < rows; ++yy) {
+                    int32_t* const row = buf + (yy + 4) * pitch + 4;
+                    for (int xx = 0; xx < width; ++xx) row[xx] = decode_one(dec, row + xx, offsets);
+                }
             }
             dec_ = dec;
             close_unit();
@@ -137,6 +150,22 @@ private:
         return v;
     }
 
+    // The latent at `here` with the ARM's inputs extended by the parent features around `parent`
+    // (the unit's parent buffer, already in ARM units). No memo: the key would be too wide.
+    int32_t decode_with_parents(RangeDecoder& dec, const int32_t* const here, const ptrdiff_t* const offsets,
+                                const int32_t* const parent) {
+        const int n = context_size_;
+        int32_t* const x = x_.data();
+        int32_t any = 0;
+        for (int k = 0; k < n; ++k) any |= (x[k] = here[-offsets[k]] * (1 << kActFrac));
+        for (int k = 0; k < parents_; ++k) any |= (x[n + k] = parent[parent_offsets_[k]]);
+        const Coding coding = any ? arm_coding(x) : zero_coding_;
+        const int32_t v = coding.centre + dec.decode(&tables_.cum[size_t(coding.row) * Tables::kRowStride], kSymbols, coding.start) -
+                          kResidualMax;
+        if (v < -bound_ || v >= bound_) fail("decoded latent outside the alphabet (corrupt substream)");
+        return v;
+    }
+
     // What the ARM's output on the context x (latents * 2^ACT_FRAC) selects: the centre m, the
     // table row (mean fraction f, scale index si) and where the symbol search starts.
     Coding arm_coding(const int32_t* const x) {
@@ -171,6 +200,32 @@ private:
         for (int k = 0; k < context_size_; ++k) offsets_[k] = ptrdiff_t(offsets[k].first) * pitch_ + offsets[k].second;
         // The decoded latents, with a zero border that stands for "outside".
         buf_.assign(size_t(rows_ + 4) * pitch_, 0);
+        if (parents_) open_parents();
+    }
+
+    // The unit's parent features (docs/FORMAT.md 6.2) for rows row0 - 1 .. row1 and columns -1 .. w:
+    // 16 x the next coarser grid upsampled 2x bilinearly, shifted to ARM units, 0 outside the grid
+    // and for the coarsest grid. That grid is complete: decode_latents orders and waits for it.
+    void open_parents() {
+        const Unit& u = units_[unit_];
+        const ptrdiff_t ppitch = width_ + 2;
+        parent_buf_.assign(size_t(rows_ + 2) * ppitch, 0);
+        for (int k = 0; k < parents_; ++k) parent_offsets_[k] = kParentOffsets[k][0] * ppitch + kParentOffsets[k][1];
+        if (u.grid + 1 >= n_grids_) return;
+        const auto [ph, pw] = out_.grid_shapes[size_t(u.grid) + 1];
+        const int h = out_.grid_shapes[size_t(u.grid)].first;
+        const int8_t* const p = out_.latents[size_t(u.grid) + 1].data();
+        auto far = [](int y, int size) { return std::clamp(y & 1 ? (y >> 1) + 1 : (y >> 1) - 1, 0, size - 1); };
+        for (int y = std::max(u.row0 - 1, 0); y < std::min(u.row1 + 1, h); ++y) {
+            const int8_t* const near_row = p + size_t(y >> 1) * pw;
+            const int8_t* const far_row = p + size_t(far(y, ph)) * pw;
+            int32_t* const out = parent_buf_.data() + (y - u.row0 + 1) * ppitch + 1;
+            for (int x = 0; x < width_; ++x) {
+                const int xn = x >> 1, xf = far(x, pw);
+                const int32_t r_near = 3 * near_row[xn] + far_row[xn], r_far = 3 * near_row[xf] + far_row[xf];
+                out[x] = (3 * r_near + r_far) * (1 << (kActFrac - 4));
+            }
+        }
     }
 
     void close_unit() {
@@ -187,12 +242,13 @@ private:
     const Tables& tables_;
     const Kernels& kernels_;
     Decoded& out_;
-    const int bound_, frac_, context_size_;
+    const int bound_, frac_, context_size_, parents_, n_grids_;
     const Coding zero_coding_;
     decltype(Kernels::arm_small) arm_small_ = nullptr;  // set when the network and the table allow it
     size_t unit_ = 0;
     int width_ = 0, rows_ = 0, pitch_ = 0;
-    std::vector<int32_t> buf_, x_;
+    std::vector<int32_t> buf_, x_, parent_buf_;
+    ptrdiff_t parent_offsets_[9] = {};
     struct ArmMemo {
         uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
         Coding coding;
@@ -228,16 +284,38 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
     // Substreams holding a coarse grid first, then `coarse`, then grid 0's; largest first within each
     // group, so threads finish together. (Stepping several substreams in turn on one thread did not
-    // help: the decoding is throughput-bound, not latency-bound.)
+    // help: the decoding is throughput-bound, not latency-bound.) With parent inputs, from the coarsest
+    // grid to the finest (a substream's coarsest grid decides), so that every substream's parents are
+    // handed out before it: the pool takes items in order, and a waiting item only waits for earlier ones.
     std::vector<char> holds_coarse(plan.size());
-    for (size_t s = 0; s < plan.size(); ++s)
+    std::vector<int> top_grid(plan.size(), 0);
+    for (size_t s = 0; s < plan.size(); ++s) {
         holds_coarse[s] = std::any_of(plan[s].begin(), plan[s].end(), [](const Unit& u) { return u.grid > 0; });
+        for (const Unit& u : plan[s]) top_grid[s] = std::max(top_grid[s], u.grid);
+    }
+    const bool parents = c.arm_parents > 0;
     constexpr int kCoarse = -1;
     std::vector<int> items(plan.size());  // substream indices, and kCoarse for `coarse`
     for (size_t s = 0; s < items.size(); ++s) items[s] = int(s);
     std::stable_sort(items.begin(), items.end(), [&](int a, int b) {
-        return holds_coarse[a] != holds_coarse[b] ? bool(holds_coarse[a]) : symbols[a] > symbols[b];
+        if (holds_coarse[a] != holds_coarse[b]) return bool(holds_coarse[a]);
+        if (parents && top_grid[a] != top_grid[b]) return top_grid[a] > top_grid[b];
+        return symbols[a] > symbols[b];
     });
+    // Per grid, the substreams still decoding it; a substream waits for its grids' parents (those
+    // of its own it decodes itself, in order: the shared one holds its grids coarsest first).
+    std::vector<std::atomic<int>> pending(size_t(c.n_grids) + 1);
+    for (auto& p : pending) p.store(0);
+    std::vector<std::vector<int>> waits_for(plan.size());
+    for (size_t s = 0; s < plan.size(); ++s)
+        for (const Unit& u : plan[s]) {
+            ++pending[size_t(u.grid)];
+            const int parent = u.grid + 1;
+            const bool own = std::any_of(plan[s].begin(), plan[s].end(), [&](const Unit& v) { return v.grid == parent; });
+            if (parents && parent < c.n_grids && !own &&
+                std::find(waits_for[s].begin(), waits_for[s].end(), parent) == waits_for[s].end())
+                waits_for[s].push_back(parent);
+        }
     const int coarse_inputs = int(std::count(holds_coarse.begin(), holds_coarse.end(), 1));
     if (coarse) items.insert(items.begin() + coarse_inputs, kCoarse);
     std::atomic<int> inputs_left{coarse_inputs};
@@ -253,6 +331,10 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
             coarse();
             return;
         }
+        for (int g : waits_for[size_t(s)])
+            while (pending[size_t(g)].load() > 0)
+                if (failed.load()) return;
+                else std::this_thread::yield();
         const auto t = Clock::now();
         try {
             LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
@@ -261,6 +343,7 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
             failed = true;
             throw;
         }
+        for (const Unit& u : plan[size_t(s)]) --pending[size_t(u.grid)];
         if (holds_coarse[s]) --inputs_left;
         substream_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
     });

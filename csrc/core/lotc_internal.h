@@ -19,7 +19,8 @@ constexpr int kMuSteps = 8, kScales = 48, kScaleStepsPerOctave = 4, kLog2ScaleMi
 constexpr int kPrecision = 24;
 constexpr int64_t kArmParamMax = 1 << 15;
 constexpr int64_t kNetValueMax = 1 << 20;
-constexpr int kVersion = 2;
+// Format versions read (docs/FORMAT.md 1): 3 adds the config field arm_parents.
+constexpr int kVersionMin = 2, kVersionMax = 3;
 // Networks section: a uniform table symbol per tensor; escapes in base-64 digits with a continuation bit.
 constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kEscapeSymbols = 2 << kEscapeDigitBits,
               kMaxEscapeDigits = 4;
@@ -93,7 +94,8 @@ inline std::vector<uint32_t> section_words(const uint8_t* p, size_t n) {
 struct Config {
     int64_t n_grids, latent_bound, stripe_height, shared_max_pixels, arm_context, arm_layers, arm_width,
         arm_frac_bits, ups_kernel_size, ups_step_exp, mod_width, mod_out, mod_weight_step_exp,
-        mod_bias_step_exp, synth_width0, synth_width1, synth_width2, synth_mode, kept_weights;
+        mod_bias_step_exp, synth_width0, synth_width1, synth_width2, synth_mode, kept_weights, arm_parents;
+    int64_t arm_inputs() const { return arm_context + arm_parents; }
 };
 
 struct FieldSpec {
@@ -122,6 +124,7 @@ inline const std::vector<FieldSpec>& field_specs() {
         {{"synth_width2", 1, 64}, &Config::synth_width2},
         {{"synth_mode", 0, 1}, &Config::synth_mode},
         {{"kept_weights", 0, int64_t(1) << 20}, &Config::kept_weights},
+        {{"arm_parents", 0, 9, 3}, &Config::arm_parents},
     };
     return specs;
 }

@@ -51,7 +51,7 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
     const std::vector<uint32_t> words = section_words(data, size);
     RangeDecoder dec(words.data(), words.size());
     Networks n;
-    std::vector<int> dims{int(c.arm_context)};
+    std::vector<int> dims{int(c.arm_inputs())};
     for (int i = 0; i < c.arm_layers; ++i) dims.push_back(int(c.arm_width));
     dims.push_back(2);
     for (size_t l = 0; l + 1 < dims.size(); ++l) {

@@ -99,7 +99,8 @@ bool split(const uint8_t* data, size_t size, Split& out) {
         for (int field = 0; field < 2; ++field) read_varint(data, header, pos, 5);  // width, height
         pos += 2;                                                                // channels, bit depth
         read_varint(data, header, pos, 10);                                      // seed
-        for (size_t i = 0; i < lotc::config_fields().size(); ++i) read_varint(data, header, pos, 5);
+        for (const auto& f : lotc::config_fields())
+            if (f.since <= data[4]) read_varint(data, header, pos, 5);
         out.prefix.assign(data, data + pos);
         size_t at = header;
         for (auto& section : out.section) {

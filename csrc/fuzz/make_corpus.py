@@ -52,6 +52,11 @@ def main() -> None:
         "no_hidden_2x40": synthetic_bitstream(2, 40, ArchConfig(arm_layers=0, kept_weights=700, **small)),
         "wide_arm_17x33": synthetic_bitstream(17, 33, ArchConfig(arm_context=32, arm_width=64, kept_weights=1000,
                                                                  **small)),
+        # version 3: the ARM's inputs from the coarser grid (every offset; one, with a wide context)
+        "parents_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900,
+                                                                arm_parents=9, **small), seed=3),
+        "parents_wide_33x17": synthetic_bitstream(33, 17, ArchConfig(arm_context=32, arm_width=16, kept_weights=900,
+                                                                     arm_parents=1, **small), seed=4),
     }
     files = dict(valid)
     base = valid["odd_45x23"]
@@ -72,6 +77,12 @@ def main() -> None:
         for j in rng.integers(6, len(bad) - 4, 3):
             bad[int(j)] = int(rng.integers(0, 256))
         files[f"resealed_{k:02d}"] = reseal(bytes(bad))
+    rng = np.random.default_rng(3)
+    for k in range(6):  # the same for version 3: the parents' buffers and the threads' wait
+        bad = bytearray(valid["parents_45x23"])
+        for j in rng.integers(6, len(bad) - 4, 3):
+            bad[int(j)] = int(rng.integers(0, 256))
+        files[f"parents_resealed_{k:02d}"] = reseal(bytes(bad))
     for name, data in files.items():
         (OUT / f"{name}.lotc").write_bytes(data)
     print(f"{len(files)} files in {OUT}")

@@ -1,11 +1,14 @@
 """Writes the golden bitstreams and their manifest: run only when the format or a decoder changes
 on purpose (then the diff of manifest.json is the change, for review).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py          # writes the files not there yet, then the manifest
+    python tests/golden/make_golden.py --all    # rewrites every file (a deliberate format change)
 
-The files are small valid v2 bitstreams covering the format's branches: a trained image with
+The files are small valid bitstreams covering the format's branches: a trained image with
 several stripes and shared substreams, random networks with odd sizes, no ARM context, no hidden
-ARM layer, a 1x1 image, and the dense ablation (synth_mode 1, reference only). The manifest holds
+ARM layer, a 1x1 image, and the dense ablation (synth_mode 1, reference only), all version 2; and
+version 3's inter-grid ARM inputs (arm_parents), trained and random with every offset, striped
+grids reading shared and striped parents. The manifest holds
 each file's SHA-256, its latents' (identical on every backend) and its decoded image's per backend:
 the reference, the C++ core's scalar table and each SIMD table this machine runs, and the Triton
 kernels under TRITON_INTERPRET=1. Other tables and GPUs are checked against the reference within
@@ -47,6 +50,8 @@ def make_files() -> dict[str, bytes]:
                          arch=dict(synth_mode=SYNTH_DENSE))
     small = ArchConfig(n_grids=3, arm_context=8, arm_width=8, mod_width=8, stripe_height=4, shared_max_pixels=16,
                        kept_weights=300)
+    parents = encode_array(crop, lmbda=1e-3, kept_ratio=0.6, preset="fast", steps=60, seed=8, progress=False,
+                           arch=dict(stripe_height=8, shared_max_pixels=64, arm_parents=5), threads=1)
     return {
         "trained_32x32.lotc": trained.data,
         "random_13x11.lotc": synthetic_bitstream(13, 11, small, seed=3),
@@ -54,6 +59,8 @@ def make_files() -> dict[str, bytes]:
         "no_hidden_40x2.lotc": synthetic_bitstream(40, 2, small.replace(arm_layers=0), seed=5),
         "tiny_1x1.lotc": synthetic_bitstream(1, 1, small, seed=6),
         "dense_16x12.lotc": dense.data,
+        "parents_trained_32x32.lotc": parents.data,
+        "parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9),
     }
 
 
@@ -97,7 +104,8 @@ if __name__ == "__main__":
         triton_hashes(sys.argv[2:])
         sys.exit()
     for name, data in make_files().items():
-        (HERE / name).write_bytes(data)
+        if "--all" in sys.argv or not (HERE / name).exists():
+            (HERE / name).write_bytes(data)
     manifest = backend_hashes(sorted(p.name for p in HERE.glob("*.lotc")))
     MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"wrote {len(manifest)} files and {MANIFEST}")
