@@ -149,3 +149,23 @@ def test_table_index_and_arm_same_for_one_latent_and_many():
     mus, lss = arm.forward(ctx)
     for i in range(50):
         assert arm.forward(ctx[i]) == (mus[i], lss[i])
+
+
+def test_arm_rdoq_lowers_the_exact_bits_it_reports():
+    """bitstream.rdoq_arm: the latents' exact bits it returns are those of the ARM it returns, the
+    total (latents + the ARM's coded bits) never rises, and the latents still round-trip."""
+    from lotterycodec.decoder.entropy import latent_inputs
+    from lotterycodec.decoder.format import tensor_bits
+    from lotterycodec.trainer.bitstream import rdoq_arm
+    rng = np.random.default_rng(11)
+    cfg = ArchConfig(n_grids=3, arm_context=8, arm_width=8, stripe_height=4, shared_max_pixels=20)
+    grids, arm = _grids(cfg, 19, 23, rng, spread=1.5), _arm(cfg, rng)
+    inputs = latent_inputs(grids, cfg)
+    before = latent_bits(grids, arm, cfg, inputs)
+    net = sum(tensor_bits(t) for t in arm.weights + arm.biases)
+    new, lat, moves = rdoq_arm(arm, grids, cfg, inputs, before)
+    assert moves > 0 and lat == latent_bits(grids, new, cfg)
+    assert lat + sum(tensor_bits(t) for t in new.weights + new.biases) < before + net
+    check_arm_bounds(new, cfg.latent_bound)
+    words = encode_latents(grids, new, cfg)
+    assert all(np.array_equal(a, b) for a, b in zip(grids, decode_latents(words, new, cfg, 19, 23)))
