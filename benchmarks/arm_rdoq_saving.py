@@ -25,9 +25,9 @@ h, w = img.shape[:2]; img = np.ascontiguousarray(img[(h-256)//2:(h-256)//2+256, 
 torch.set_num_threads(1)
 r = enc.encode_array(img, lmbda=lmbda, preset='cpu', steps=steps, progress=False, threads=1)
 item = captured[-1]
-frac, arm, lat, net = bitstream.search_arm(item.arm_float, item.grids, item.cfg)
+inputs = latent_inputs(item.grids, item.cfg)
+frac, arm, lat, net = bitstream.search_arm(item.arm_float, item.grids, item.cfg, inputs)
 cfg = item.cfg.replace(arm_frac_bits=frac)
-inputs = latent_inputs(item.grids, cfg)
 t = time.time()
 arm2, lat2, moves = bitstream.rdoq_arm(arm, item.grids, cfg, inputs, lat)
 net2 = sum(tensor_bits(x) for x in arm2.weights + arm2.biases)

@@ -247,11 +247,16 @@ def parent_features(parent16: np.ndarray | None, row0: int, row1: int, width: in
     return out
 
 
-def grid_parent(grids: list[np.ndarray], g: int, cfg: ArchConfig) -> np.ndarray | None:
-    """Grid g's upsampled parent (16x), or None (no parent features, or g is the coarsest grid)."""
+def grid_parent(grids: list[np.ndarray], g: int, cfg: ArchConfig, cache: dict | None = None) -> np.ndarray | None:
+    """Grid g's upsampled parent (16x), or None (no parent features, or g is the coarsest grid).
+    cache: per grid, so that a striped grid's units upsample its parent once."""
     if not cfg.arm_parents or g + 1 >= len(grids):
         return None
-    return upsampled_parent(grids[g + 1], *grids[g].shape)
+    if cache is None:
+        return upsampled_parent(grids[g + 1], *grids[g].shape)
+    if g not in cache:
+        cache[g] = upsampled_parent(grids[g + 1], *grids[g].shape)
+    return cache[g]
 
 
 def unit_inputs(grids: list[np.ndarray], unit: Unit, cfg: ArchConfig, parent16: np.ndarray | None) -> np.ndarray:
@@ -278,7 +283,7 @@ def encode_latents(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> lis
     import constriction
     tables = load_tables()
     height, width = grids[0].shape
-    out = []
+    out, parents = [], {}
     for units in substream_plan(cfg, height, width):
         enc = constriction.stream.queue.RangeEncoder()
         for unit in units:
@@ -287,7 +292,7 @@ def encode_latents(grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> lis
                 continue
             if values.min() < -cfg.latent_bound or values.max() >= cfg.latent_bound:
                 raise ValueError("latent outside the alphabet [-A, A-1]")
-            mu, ls = arm.forward(unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg)))
+            mu, ls = arm.forward(unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg, parents)))
             m, f, s = table_index(mu, ls, cfg.latent_bound)
             symbols = (values - m + RESIDUAL_MAX).astype(np.int32)
             for start in range(0, values.size, 4096):
@@ -309,15 +314,17 @@ def decode_latents(substreams: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
         n_symbols = sum((u.row1 - u.row0) * shapes[u.grid][1] for u in units)
         _symbol_bound_check(n_symbols, words.size, "latent substream")
     grids = [np.zeros(s, dtype=np.int64) for s in shapes]
+    parents = {}
     for units, words in zip(plan, substreams):
         with CoderErrors():
             dec = StreamDecoder(words)
-            _decode_substream(dec, units, grids, arm, cfg)
+            _decode_substream(dec, units, grids, arm, cfg, parents)
             dec.finish("latent substream")
     return grids
 
 
-def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig) -> None:
+def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntArm, cfg: ArchConfig,
+                      parents: dict) -> None:
     """Decodes the units in order; a unit's parent grid (the next coarser one) is complete by then:
     substream_plan puts coarser grids first."""
     offsets = CONTEXT_OFFSETS[:cfg.arm_context]
@@ -325,14 +332,15 @@ def _decode_substream(dec, units: list[Unit], grids: list[np.ndarray], arm: IntA
     cums = table_cums()
     for unit in units:
         h, w = unit.row1 - unit.row0, grids[unit.grid].shape[1]
-        parents = parent_features(grid_parent(grids, unit.grid, cfg), unit.row0, unit.row1, w, cfg.arm_parents)
+        features = parent_features(grid_parent(grids, unit.grid, cfg, parents), unit.row0, unit.row1, w,
+                                   cfg.arm_parents)
         pitch = w + 8
         buf = np.zeros((h + 4) * pitch, dtype=np.int64)
         rel = np.array([dy * pitch + dx for dy, dx in offsets], dtype=np.int64)
         for y in range(h):
             for x in range(w):
                 pos = (y + 4) * pitch + x + 4
-                mu, ls = arm.forward(np.concatenate([buf[pos - rel] << ACT_FRAC, parents[y * w + x]]))
+                mu, ls = arm.forward(np.concatenate([buf[pos - rel] << ACT_FRAC, features[y * w + x]]))
                 m, f, s = table_index(int(mu), int(ls), A)
                 v = m + dec.decode(table_model(f, s), cums[f, s]) - RESIDUAL_MAX
                 if not -A <= v < A:
@@ -345,12 +353,12 @@ def latent_inputs(grids: list[np.ndarray], cfg: ArchConfig) -> list[tuple[np.nda
     """(values, contexts) of every coded unit: what :func:`latent_bits` reads, computed once for
     the several ARMs an encoder compares."""
     height, width = grids[0].shape
-    out = []
+    out, parents = [], {}
     for units in substream_plan(cfg, height, width):
         for unit in units:
             values = grids[unit.grid][unit.row0:unit.row1].reshape(-1).astype(np.int64)
             if values.size:
-                out.append((values, unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg))))
+                out.append((values, unit_inputs(grids, unit, cfg, grid_parent(grids, unit.grid, cfg, parents))))
     return out
 
 

@@ -1,6 +1,21 @@
-"""Helpers the tests use to forge bitstreams that pass the integrity checks."""
+"""Helpers the tests use to forge bitstreams that pass the integrity checks, and to read an output
+written into a FIFO."""
 import struct
+import threading
 import zlib
+
+
+def read_fifo_in_background(fifo):
+    """(thread, dict): the thread reads the FIFO to its end into dict["bytes"] (a writer that opens
+    a FIFO blocks until a reader has it open)."""
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got["bytes"] = f.read()
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t, got
 
 
 def reseal(data: bytearray) -> bytes:

@@ -87,19 +87,13 @@ def test_executable_writes_a_pipe_in_place_and_replaces_a_links_target(executabl
     to is replaced and the link stays."""
     import os
     import stat
-    import threading
+    from forging import read_fifo_in_background
     src = tmp_path / "t.lotc"
     src.write_bytes(trained.data)
     expected = subprocess.run([str(executable), str(src), "-"], capture_output=True, check=True).stdout
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    got = {}
-
-    def reader():
-        with open(fifo, "rb") as f:
-            got["bytes"] = f.read()
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
+    t, got = read_fifo_in_background(fifo)
     subprocess.run([str(executable), str(src), str(fifo)], check=True, timeout=60)
     t.join(10)
     assert got["bytes"] == expected and stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -1,6 +1,7 @@
 """Odd images and sizes: handled, or refused with a clear error."""
 import numpy as np
 import pytest
+from forging import read_fifo_in_background
 from PIL import Image
 
 from lotterycodec.decoder import reference
@@ -150,18 +151,6 @@ def test_a_full_disk_leaves_the_previous_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ppm", "s.lotc"]
 
 
-def _read_fifo_in_background(fifo):
-    import threading
-    got = {}
-
-    def reader():
-        with open(fifo, "rb") as f:
-            got["bytes"] = f.read()
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    return t, got
-
-
 def test_writing_to_a_pipe_or_through_a_link_keeps_it(tmp_path):
     """An output that exists and is not a regular file (a FIFO here; /dev/null alike) is written in
     place, never renamed over (that would put a regular file where /dev/null was); through a
@@ -171,7 +160,7 @@ def test_writing_to_a_pipe_or_through_a_link_keeps_it(tmp_path):
     from lotterycodec.decoder.imageio import write_atomically
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    t, got = _read_fifo_in_background(fifo)
+    t, got = read_fifo_in_background(fifo)
     write_atomically(fifo, b"through the pipe")
     t.join(10)
     assert got["bytes"] == b"through the pipe" and stat.S_ISFIFO(os.lstat(fifo).st_mode)

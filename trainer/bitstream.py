@@ -51,11 +51,12 @@ def quantize_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], frac: int) -> I
     return IntArm([w for w, _ in ints], [b for _, b in ints], frac)
 
 
-def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.ndarray], cfg: ArchConfig):
+def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.ndarray], cfg: ArchConfig,
+               inputs=None):
     """The fractional-bit count minimising real latent bits + ARM bits: (frac, IntArm, latent bits,
-    ARM bits)."""
+    ARM bits). inputs: latent_inputs(grids, cfg) when the caller has them (they do not depend on frac)."""
     best = None
-    inputs = latent_inputs(grids, cfg)
+    inputs = latent_inputs(grids, cfg) if inputs is None else inputs
     for frac in ARM_FRAC_CANDIDATES:
         arm = quantize_arm(arm_float, frac)
         try:
@@ -101,9 +102,9 @@ def rdoq_arm(arm: IntArm, grids: list[np.ndarray], cfg: ArchConfig, inputs, lat_
 
 def pack(item: ItemIntegers) -> Packed:
     t0 = time.thread_time()
-    frac, arm, lat_bits, _ = search_arm(item.arm_float, item.grids, item.cfg)
-    arm, lat_bits, _ = rdoq_arm(arm, item.grids, item.cfg.replace(arm_frac_bits=frac),
-                                latent_inputs(item.grids, item.cfg), lat_bits)
+    inputs = latent_inputs(item.grids, item.cfg)  # the ARM's inputs, once for the search and the RDOQ
+    frac, arm, lat_bits, _ = search_arm(item.arm_float, item.grids, item.cfg, inputs)
+    arm, lat_bits, _ = rdoq_arm(arm, item.grids, item.cfg.replace(arm_frac_bits=frac), inputs, lat_bits)
     exps = {name: exp for name, (exp, _) in item.steps.items()}
     ints = {name: q for name, (_, q) in item.steps.items()}
     synth_step_exp = exps.pop("synth_step_exp", 0)  # written in the networks section, not the header
