@@ -12,6 +12,9 @@
 #include "lotc_pool.h"
 
 #include <cstring>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -146,8 +149,8 @@ FloatModel float_model(const Bitstream& bs, const Networks& nets) {
 // Stage "reconstruct": the last upsampling step, modulation and synthesis over row bands, one
 // band per thread or a few per thread for balance (each band recomputes 2 halo rows). The fused
 // stages share one wall-clock span, split by the threads' time in each.
-void reconstruct(const FloatModel& m, const std::vector<Plane>& level1, Decoded& out, WorkerPool& pool,
-                 const Kernels& kernels, int threads) {
+void reconstruct(const FloatModel& m, const Level1& level1, Decoded& out, WorkerPool& pool,
+                 const Kernels& kernels, int threads, uint8_t* rgb, size_t rgb_stride) {
     const auto t = Clock::now();
     const int height = m.height;
     const int bands = threads == 1 ? 1 : std::min(height, 4 * threads);
@@ -158,7 +161,7 @@ void reconstruct(const FloatModel& m, const std::vector<Plane>& level1, Decoded&
     pool.run((height + band_rows - 1) / band_rows, [&](int band, int worker) {
         auto& pipeline = pipelines[size_t(worker)];
         if (!pipeline)
-            pipeline = std::make_unique<Bands>(m, level1, out.grid_shapes, out.latents[0], kernels, out.rgb.data());
+            pipeline = std::make_unique<Bands>(m, level1, out.grid_shapes, out.latents[0], kernels, rgb, rgb_stride);
         pipeline->run(band * band_rows, std::min(height, (band + 1) * band_rows), times);
     });
     const double fused = seconds_since(t);
@@ -173,6 +176,24 @@ void reconstruct(const FloatModel& m, const std::vector<Plane>& level1, Decoded&
 
 using namespace detail;
 
+namespace {
+constexpr size_t kLargeMin = size_t(1) << 20, kHugePage = size_t(2) << 20;
+}
+
+void* large_allocate(size_t bytes) {
+    if (bytes < kLargeMin) return ::operator new(bytes, std::align_val_t(64));
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = ::operator new(rounded, std::align_val_t(kHugePage));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
+#endif
+    return p;
+}
+
+void large_free(void* p, size_t bytes) {
+    ::operator delete(p, std::align_val_t(bytes < kLargeMin ? 64 : kHugePage));
+}
+
 const std::vector<FieldRange>& config_fields() {
     static const std::vector<FieldRange> fields = [] {
         std::vector<FieldRange> f;
@@ -182,22 +203,33 @@ const std::vector<FieldRange>& config_fields() {
     return fields;
 }
 
-Tables Tables::from_weights(const uint32_t* weights, size_t count) {
-    if (count != size_t(kMuSteps) * kScales * kSymbols) throw std::invalid_argument("tables have the wrong size");
+namespace {
+// The cumulative tables and modes from weight(i), the shipped (8, 48, 255) array's entry i.
+template <class Weight>
+Tables build_tables(const Weight& weight) {
     Tables t;
-    t.cum.assign(size_t(kMuSteps) * kScales * kRowStride, 0);
+    t.cum.resize(size_t(kMuSteps) * kScales * Tables::kRowStride);
     t.mode.assign(size_t(kMuSteps) * kScales, 0);
     for (size_t table = 0; table < size_t(kMuSteps) * kScales; ++table) {
+        uint32_t* const cum = t.cum.data() + table * Tables::kRowStride;
         uint64_t acc = 0;
+        uint32_t best = 0;
         for (int s = 0; s < kSymbols; ++s) {
-            t.cum[table * kRowStride + s] = uint32_t(acc);
-            acc += uint64_t(weights[table * kSymbols + s]) + 1;
-            if (weights[table * kSymbols + s] > weights[table * kSymbols + t.mode[table]]) t.mode[table] = int16_t(s);
+            const uint32_t w = weight(table * kSymbols + size_t(s));
+            cum[s] = uint32_t(acc);
+            acc += uint64_t(w) + 1;
+            if (w > best) best = w, t.mode[table] = int16_t(s);
         }
         if (acc != (uint64_t(1) << kPrecision)) throw std::invalid_argument("table frequencies do not sum to 2^24");
-        t.cum[table * kRowStride + kSymbols] = uint32_t(acc);
+        std::fill(cum + kSymbols, cum + Tables::kRowStride, uint32_t(acc));
     }
     return t;
+}
+}  // namespace
+
+Tables Tables::from_weights(const uint32_t* weights, size_t count) {
+    if (count != size_t(kMuSteps) * kScales * kSymbols) throw std::invalid_argument("tables have the wrong size");
+    return build_tables([weights](size_t i) { return weights[i]; });
 }
 
 Tables Tables::from_npy_file(const std::string& path) {
@@ -209,10 +241,11 @@ Tables Tables::from_npy_file(const std::string& path) {
 
 Tables Tables::from_npy_bytes(const uint8_t* raw, size_t size) {
     if (size < 10 || crc32(raw, size) != kTablesCrc) throw std::runtime_error("not the pinned frequency tables");
-    size_t header = 10 + read_le(&raw[8], 2);
-    std::vector<uint32_t> w((size - header) / 4);
-    for (size_t i = 0; i < w.size(); ++i) w[i] = uint32_t(read_le(&raw[header + 4 * i], 4));
-    return from_weights(w.data(), w.size());
+    const size_t header = 10 + read_le(&raw[8], 2);
+    if (size < header || (size - header) / 4 != size_t(kMuSteps) * kScales * kSymbols)
+        throw std::invalid_argument("tables have the wrong size");
+    // Read in place: no copy of the 392 KB array (its fresh pages were a third of the set-up).
+    return build_tables([data = raw + header](size_t i) { return uint32_t(read_le(data + 4 * i, 4)); });
 }
 
 Info probe(const uint8_t* data, size_t size) {
@@ -247,7 +280,7 @@ Info probe(const uint8_t* data, size_t size) {
 }
 
 Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threads, bool latents_only,
-               const std::string& kernels_choice, uint64_t max_pixels) {
+               const std::string& kernels_choice, uint64_t max_pixels, uint8_t* rgb, size_t rgb_stride) {
     if (threads < 1) throw std::invalid_argument("threads must be at least 1");
     const Kernels& kernels = select_kernels(kernels_choice);
     const auto t0 = Clock::now();
@@ -265,14 +298,14 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
 
     // Every grid but the finest is brought to half resolution as soon as those grids are decoded,
     // on one thread beside grid 0's entropy decoding (small: a quarter of the pixels per grid).
-    std::vector<Plane> level1;
+    Level1 level1;
     double cascade_seconds = 0;
     auto cascade = [&] {
         const auto t = Clock::now();
         upsample_cascade(m, out.latents, out.grid_shapes, kernels, level1);
         // The output's pages are first touched here too, off the critical path (a page fault costs
         // microseconds on a VM).
-        out.rgb.assign(size_t(bs.height) * bs.width * 3, 0);
+        if (!rgb) out.rgb.assign(size_t(bs.height) * bs.width * 3, 0);
         cascade_seconds = seconds_since(t);
     };
     const auto t1 = Clock::now();
@@ -283,7 +316,8 @@ Decoded decode(const uint8_t* data, size_t size, const Tables& tables, int threa
     out.t_entropy = entropy_and_cascade * substream_seconds / (substream_seconds + cascade_seconds + 1e-12);
     if (latents_only) return out;
     out.t_upsampling = entropy_and_cascade - out.t_entropy;  // the cascade's share
-    reconstruct(m, level1, out, pool, kernels, threads);
+    if (!rgb) rgb = out.rgb.data(), rgb_stride = size_t(bs.width) * 3;
+    reconstruct(m, level1, out, pool, kernels, threads, rgb, rgb_stride);
     return out;
 }
 

@@ -52,20 +52,38 @@ struct Coding {
     int32_t centre, row, start;
 };
 
+// A memo entry: the coding an ARM context's latents (packed one byte each) map to.
+struct ArmMemo {
+    uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
+    Coding coding;
+};
+constexpr int kMemoBits = 12, kMemoContext = 16;
+
+// One worker's buffers, kept from substream to substream of a decode: allocated per substream,
+// the memo (128 KiB) and a full-width stripe's buffer (over 200 KiB at 768 columns) came from
+// fresh mmaps each time, and their page faults cost more than a tenth of a one-thread decode. The
+// memo stays valid across substreams: it depends on the ARM alone, the same for the whole file.
+struct CursorScratch {
+    std::vector<int32_t> buf, x, parent_buf;
+    std::vector<ArmMemo> memo;
+};
+
 // One substream's decoding state; per latent: context -> ARM (or memo) -> table -> range decoder
 // -> value.
 class LatentCursor {
 public:
     LatentCursor(const std::vector<uint32_t>& words, const std::vector<Unit>& units, const Config& c,
                  const Networks& n, const Tables& tables, const Kernels& kernels, const int32_t zero_mu_ls[2],
-                 Decoded& out)
+                 Decoded& out, CursorScratch& scratch)
         : dec_(words.data(), words.size()), units_(units), n_(n), tables_(tables), kernels_(kernels), out_(out),
           bound_(int(c.latent_bound)), frac_(int(c.arm_frac_bits)), context_size_(int(c.arm_context)),
-          parents_(int(c.arm_parents)), n_grids_(int(c.n_grids)), zero_coding_(coding_of(zero_mu_ls)) {
-        x_.assign(size_t(std::max(int(c.arm_inputs()), kArmMaxWidth)), 0);
+          parents_(int(c.arm_parents)), n_grids_(int(c.n_grids)), zero_coding_(coding_of(zero_mu_ls)),
+          buf_(scratch.buf), x_(scratch.x), parent_buf_(scratch.parent_buf), memo_(scratch.memo) {
+        x_.resize(size_t(std::max(int(c.arm_inputs()), kArmMaxWidth)), 0);
         offsets_.assign(size_t(std::max(context_size_, kMemoContext)), 0);
         // The memo and the small-ARM kernel key on the spatial context alone: not with parents.
-        if (context_size_ <= kMemoContext && !parents_) memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
+        if (context_size_ <= kMemoContext && !parents_ && memo_.empty())
+            memo_.assign(size_t(1) << kMemoBits, ArmMemo{{0, 0}, {0, 0, 0}});
         const bool small = context_size_ <= 8 && std::all_of(n.arm.begin(), n.arm.end(), [](const ArmLayer& l) {
             return l.fan_in <= kArmLanes && l.padded_out == kArmLanes;
         });
@@ -198,8 +216,21 @@ private:
         pitch_ = width_ + 8;
         static const auto offsets = context_offsets();
         for (int k = 0; k < context_size_; ++k) offsets_[k] = ptrdiff_t(offsets[k].first) * pitch_ + offsets[k].second;
-        // The decoded latents, with a zero border that stands for "outside".
-        buf_.assign(size_t(rows_ + 4) * pitch_, 0);
+        // The decoded latents, with a zero border that stands for "outside". The interior needs
+        // no clearing (each cell is written before any later latent's context reads it) unless the
+        // memo's whole-word key reads the current cell for unused offsets: contexts of 0-7 and 9-15.
+        const size_t cells = size_t(rows_ + 4) * pitch_;
+        if ((context_size_ <= kMemoContext && context_size_ % 8 != 0) || context_size_ == 0) {
+            buf_.assign(cells, 0);
+        } else {
+            buf_.resize(cells);
+            std::fill(buf_.begin(), buf_.begin() + 4 * pitch_, 0);
+            for (int yy = 4; yy < rows_ + 4; ++yy) {
+                int32_t* const row = buf_.data() + size_t(yy) * pitch_;
+                std::fill(row, row + 4, 0);
+                std::fill(row + 4 + width_, row + pitch_, 0);
+            }
+        }
         if (parents_) open_parents();
     }
 
@@ -247,14 +278,9 @@ private:
     decltype(Kernels::arm_small) arm_small_ = nullptr;  // set when the network and the table allow it
     size_t unit_ = 0;
     int width_ = 0, rows_ = 0, pitch_ = 0;
-    std::vector<int32_t> buf_, x_, parent_buf_;
+    std::vector<int32_t>&buf_, &x_, &parent_buf_;
+    std::vector<ArmMemo>& memo_;  // only for contexts of at most kMemoContext
     ptrdiff_t parent_offsets_[9] = {};
-    struct ArmMemo {
-        uint64_t key[2];  // all zero (the all-zero context, never looked up): an empty slot
-        Coding coding;
-    };
-    static constexpr int kMemoBits = 12, kMemoContext = 16;
-    std::vector<ArmMemo> memo_;  // only for contexts of at most kMemoContext
     std::vector<ptrdiff_t> offsets_;
 };
 
@@ -321,7 +347,8 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
     std::atomic<int> inputs_left{coarse_inputs};
     std::atomic<bool> failed{false};
     std::atomic<int64_t> substream_ns{0};
-    pool.run(int(items.size()), [&](int i, int) {
+    std::vector<CursorScratch> scratch(size_t(pool.size()));
+    pool.run(int(items.size()), [&](int i, int worker) {
         const int s = items[size_t(i)];
         if (s == kCoarse) {
             // Taken only after every input was handed out: at most threads - 1 are still running.
@@ -337,7 +364,7 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
                 else std::this_thread::yield();
         const auto t = Clock::now();
         try {
-            LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out);
+            LatentCursor cursor(substreams[s], plan[s], c, n, tables, kernels, zero_mu_ls, out, scratch[size_t(worker)]);
             cursor.run();
         } catch (...) {
             failed = true;

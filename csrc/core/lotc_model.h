@@ -35,6 +35,11 @@ SparseLayer residual_layer(int mo, const std::vector<float>& weight, const std::
 // A grid's floats, row-major. Not value-initialised: every value is written before it is read, and
 // a zero fill would touch every fresh page twice.
 using Plane = std::unique_ptr<float[]>;
+// Every grid l >= 1 at half resolution: planes[l] (planes[0] unused), all in one large buffer.
+struct Level1 {
+    std::vector<float, LargeAllocator<float>> arena;
+    std::vector<const float*> planes;
+};
 
 // Float buffers of the row pipeline start on a cache line, and pixel 0 of every row sits
 // kRowLead floats in, so whole-vector loads of a chunk never straddle two lines (a 64-byte load
@@ -79,15 +84,14 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
 // Stage "upsample", all but the last 2x step: every grid l >= 1 brought to half resolution
 // (level1[l], shapes[1]), level by level from the coarsest.
 void upsample_cascade(const FloatModel& m, const std::vector<std::vector<int8_t>>& latents,
-                      const std::vector<std::pair<int, int>>& shapes, const Kernels& kernels,
-                      std::vector<Plane>& level1);
+                      const std::vector<std::pair<int, int>>& shapes, const Kernels& kernels, Level1& level1);
 
-// Stages "upsample" (last 2x step), "modulate" and "synthesize" for image rows [y0, y1) into rgb,
-// one row at a time (see lotc_synthesis.cpp).
+// Stages "upsample" (last 2x step), "modulate" and "synthesize" for image rows [y0, y1) into rgb
+// (row y at rgb + y * rgb_stride), one row at a time (see lotc_synthesis.cpp).
 class BandPipeline;
 struct Bands {
-    Bands(const FloatModel& m, const std::vector<Plane>& level1, const std::vector<std::pair<int, int>>& shapes,
-          const std::vector<int8_t>& grid0, const Kernels& kernels, uint8_t* rgb);
+    Bands(const FloatModel& m, const Level1& level1, const std::vector<std::pair<int, int>>& shapes,
+          const std::vector<int8_t>& grid0, const Kernels& kernels, uint8_t* rgb, size_t rgb_stride);
     ~Bands();
     void run(int y0, int y1, StageTimes& times);
     std::unique_ptr<BandPipeline> pipeline;

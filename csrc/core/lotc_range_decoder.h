@@ -20,7 +20,11 @@ struct RangeDecoder {
         if (read == 1) point <<= 32;
     }
     // cum: symbols + 1 cumulative edges; returns the symbol. start: where to begin a linear walk
-    // (the table's mode) or -1 for a binary search.
+    // (the table's mode) or -1 for a binary search. Forced inline: GCC kept it a call (its
+    // failure paths make it look big), which put the coder's state in memory on every latent.
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((always_inline))
+#endif
     int decode(const uint32_t* cum, int symbols, int start = -1) {
         // constriction computes quantile = (point - lower) / scale and picks the largest s with
         // cum[s] <= quantile. For an integer cum[s] that is scale * cum[s] <= point - lower, so

@@ -21,10 +21,9 @@ struct StageClock {
 // ahead, so a band only recomputes its first rows' halo. Nothing full-resolution is stored.
 class BandPipeline {
 public:
-    BandPipeline(const FloatModel& m, const std::vector<Plane>& level1,
-                 const std::vector<std::pair<int, int>>& shapes, const std::vector<int8_t>& grid0,
-                 const Kernels& kernels, uint8_t* rgb)
-        : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb),
+    BandPipeline(const FloatModel& m, const Level1& level1, const std::vector<std::pair<int, int>>& shapes,
+                 const std::vector<int8_t>& grid0, const Kernels& kernels, uint8_t* rgb, size_t rgb_stride)
+        : m_(m), level1_(level1), shapes_(shapes), grid0_(grid0), k_(kernels), rgb_(rgb), rgb_stride_(rgb_stride),
           stride_(row_stride(m.width)) {
         up_.assign(size_t(m.grids) * stride_, 0.0f);
         o0_.assign(size_t(kRing) * m.mod_width * stride_, 0.0f);
@@ -84,7 +83,7 @@ private:
         const int W = m_.width;
         for (int x = 0; x < W; ++x) up_[kRowLead + x] = float(grid0_[size_t(r) * W + x]);
         for (int l = 1; l < m_.grids; ++l)
-            upsample_row(level1_[l].get(), shapes_[1].first, shapes_[1].second, m_, r, W,
+            upsample_row(level1_.planes[size_t(l)], shapes_[1].first, shapes_[1].second, m_, r, W,
                          up_.data() + size_t(l) * stride_ + kRowLead, scratch_, k_);
         clock.charge(times.upsampling);
         const float* in[64];
@@ -154,24 +153,25 @@ private:
                 k_.mac(in, m_.synth[l], out, n, l < 3 ? Activation::kGelu : Activation::kLinear);
             }
             const float* z[3] = {out[0], out[1], out[2]};
-            k_.to_rgb8(z, n, rgb_ + (size_t(y) * W + x0) * 3);
+            k_.to_rgb8(z, n, rgb_ + size_t(y) * rgb_stride_ + size_t(x0) * 3);
         }
     }
 
     const FloatModel& m_;
-    const std::vector<Plane>& level1_;
+    const Level1& level1_;
     const std::vector<std::pair<int, int>>& shapes_;
     const std::vector<int8_t>& grid0_;
     const Kernels& k_;
     uint8_t* rgb_;
+    const size_t rgb_stride_;
     const int stride_;  // of every row buffer, x planes included
     Floats up_, o0_, o1_, o2_, o3_, hidden_[2], xcoord_, ycoord_, xplanes_, yrows_;
     UpsampleScratch scratch_;
 };
 
-Bands::Bands(const FloatModel& m, const std::vector<Plane>& level1, const std::vector<std::pair<int, int>>& shapes,
-             const std::vector<int8_t>& grid0, const Kernels& kernels, uint8_t* rgb)
-    : pipeline(std::make_unique<BandPipeline>(m, level1, shapes, grid0, kernels, rgb)) {}
+Bands::Bands(const FloatModel& m, const Level1& level1, const std::vector<std::pair<int, int>>& shapes,
+             const std::vector<int8_t>& grid0, const Kernels& kernels, uint8_t* rgb, size_t rgb_stride)
+    : pipeline(std::make_unique<BandPipeline>(m, level1, shapes, grid0, kernels, rgb, rgb_stride)) {}
 Bands::~Bands() = default;
 void Bands::run(int y0, int y1, StageTimes& times) { pipeline->run(y0, y1, times); }
 

@@ -59,22 +59,33 @@ void upsample_row(const float* src, int h, int w, const FloatModel& m, int y, in
 }
 
 void upsample_cascade(const FloatModel& m, const std::vector<std::vector<int8_t>>& latents,
-                      const std::vector<std::pair<int, int>>& shapes, const Kernels& kernels,
-                      std::vector<Plane>& level1) {
-    level1.resize(size_t(m.grids));
+                      const std::vector<std::pair<int, int>>& shapes, const Kernels& kernels, Level1& level1) {
+    const size_t plane = size_t(shapes[1].first) * shapes[1].second;
+    level1.arena.resize(plane * size_t(m.grids - 1));
+    level1.planes.assign(size_t(m.grids), nullptr);
+    // Grid l at its own level (current[l]): the latents, then each 2x step's output, the last one
+    // (level 1) written straight into the arena.
+    std::vector<Plane> current(size_t(m.grids));
     for (int l = 1; l < m.grids; ++l) {
-        level1[l].reset(new float[latents[l].size()]);
-        std::copy(latents[l].begin(), latents[l].end(), level1[l].get());
+        float* dst = level1.arena.data() + plane * size_t(l - 1);
+        level1.planes[size_t(l)] = dst;
+        if (l == 1) {
+            std::copy(latents[1].begin(), latents[1].end(), dst);
+        } else {
+            current[size_t(l)].reset(new float[latents[size_t(l)].size()]);
+            std::copy(latents[size_t(l)].begin(), latents[size_t(l)].end(), current[size_t(l)].get());
+        }
     }
     UpsampleScratch scratch;
     for (int level = m.grids - 2; level >= 1; --level) {
         const auto [h, w] = shapes[level + 1];
         const auto [out_h, out_w] = shapes[level];
         for (int l = level + 1; l < m.grids; ++l) {  // grids level + 1.. are at level + 1
-            Plane next(new float[size_t(out_h) * out_w]);
+            Plane next(level > 1 ? new float[size_t(out_h) * out_w] : nullptr);
+            float* dst = level > 1 ? next.get() : level1.arena.data() + plane * size_t(l - 1);
             for (int r = 0; r < out_h; ++r)
-                upsample_row(level1[l].get(), h, w, m, r, out_w, next.get() + size_t(r) * out_w, scratch, kernels);
-            level1[l] = std::move(next);
+                upsample_row(current[size_t(l)].get(), h, w, m, r, out_w, dst + size_t(r) * out_w, scratch, kernels);
+            current[size_t(l)] = std::move(next);
         }
     }
 }

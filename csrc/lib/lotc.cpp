@@ -72,14 +72,16 @@ void fill(const lotc::Info& from, lotc_info* info) {
     info->kept_ratio = from.kept_ratio;
 }
 
-lotc::Decoded run(const uint8_t* data, size_t size, const lotc_options* options, bool latents_only) {
+lotc::Decoded run(const uint8_t* data, size_t size, const lotc_options* options, bool latents_only,
+                  uint8_t* rgb = nullptr, size_t stride = 0) {
     if (!data) throw std::invalid_argument("data is NULL");
     lotc_options o;
     lotc_options_default(&o);
     if (options) o = *options;
     if (o.threads < 0) throw std::invalid_argument("threads must be 0 (every core) or more");
     const int threads = o.threads ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-    return lotc::decode(data, size, tables(), threads, latents_only, o.kernels ? o.kernels : "auto", o.max_pixels);
+    return lotc::decode(data, size, tables(), threads, latents_only, o.kernels ? o.kernels : "auto", o.max_pixels, rgb,
+                        stride);
 }
 
 }  // namespace
@@ -114,8 +116,7 @@ lotc_status lotc_decode(const uint8_t* data, size_t size, const lotc_options* op
         const size_t row = size_t(header.width) * 3;
         if (stride < row) throw std::invalid_argument("stride is below width * 3");
         if (rgb_size < (size_t(header.height) - 1) * stride + row) throw std::invalid_argument("rgb buffer too small");
-        const lotc::Decoded d = run(data, size, options, false);
-        for (int y = 0; y < d.height; ++y) std::memcpy(rgb + size_t(y) * stride, d.rgb.data() + size_t(y) * row, row);
+        const lotc::Decoded d = run(data, size, options, false, rgb, stride);  // straight into the caller's rows
         fill(header, info);
         if (stats) {
             stats->parse = d.t_parse;
