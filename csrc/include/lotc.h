@@ -9,7 +9,8 @@
  *     char msg[256];
  *     if (lotc_probe(data, size, &info, msg, sizeof msg) != LOTC_OK) { ... msg ... }
  *     uint8_t* rgb = malloc((size_t)info.width * info.height * 3);
- *     lotc_decode(data, size, NULL, rgb, (size_t)info.width * 3, &info, msg, sizeof msg);
+ *     size_t row = (size_t)info.width * 3;
+ *     lotc_decode(data, size, NULL, rgb, row * info.height, row, &info, NULL, msg, sizeof msg);
  */
 #ifndef LOTC_H
 #define LOTC_H
@@ -73,7 +74,9 @@ LOTC_API lotc_status lotc_probe(const uint8_t* data, size_t size, lotc_info* inf
 
 /* Decodes into rgb: height rows of width * 3 bytes (R, G, B), row r at rgb + r * stride
  * (stride >= width * 3; rgb_size >= (height - 1) * stride + width * 3). options, info and stats
- * may be NULL. */
+ * may be NULL. The rows are written in place as they are reconstructed (no second image, no copy);
+ * bytes between rows are not touched. A file refused as invalid or beyond a limit leaves rgb as it
+ * was (every check comes before the first row); after any other failure its rows are unspecified. */
 LOTC_API lotc_status lotc_decode(const uint8_t* data, size_t size, const lotc_options* options, uint8_t* rgb,
                                  size_t rgb_size, size_t stride, lotc_info* info, lotc_stats* stats,
                                  char* message, size_t message_size);

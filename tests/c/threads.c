@@ -56,6 +56,21 @@ int main(int argc, char** argv) {
     bad |= lotc_decode(data, size, NULL, lone, bytes, 1, NULL, NULL, msg, sizeof msg) != LOTC_ERROR_ARGUMENT;
     bad |= lotc_probe(data, size / 2, &info, msg, sizeof msg) != LOTC_ERROR_FORMAT || !msg[0];
     bad |= lotc_decode(data, size, &cap, one, sizeof one, 3, NULL, NULL, msg, sizeof msg) != LOTC_ERROR_LIMIT;
+    /* rows go straight into the caller's buffer: the bytes between rows stay as they were, and a
+     * refused file (here a payload byte flipped, so its CRC fails) leaves every byte as it was */
+    size_t row = (size_t)info.width * 3, stride = row + 5, padded_size = stride * (size_t)info.height;
+    unsigned char* padded = malloc(padded_size);
+    memset(padded, 0xAB, padded_size);
+    bad |= lotc_decode(data, size, NULL, padded, padded_size, stride, NULL, NULL, msg, sizeof msg) != LOTC_OK;
+    for (int y = 0; y < info.height; ++y) {
+        bad |= memcmp(padded + y * stride, lone + y * row, row) != 0;
+        for (size_t x = row; x < stride; ++x) bad |= padded[y * stride + x] != 0xAB;
+    }
+    memset(padded, 0xAB, padded_size);
+    data[size - 5] ^= 1;
+    bad |= lotc_decode(data, size, NULL, padded, padded_size, stride, NULL, NULL, msg, sizeof msg) != LOTC_ERROR_FORMAT;
+    data[size - 5] ^= 1;
+    for (size_t i = 0; i < padded_size; ++i) bad |= padded[i] != 0xAB;
     printf("%d decodes at once: %s\n", n, bad ? "MISMATCH" : "identical");
     return bad;
 }
