@@ -7,6 +7,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lotc {
@@ -70,6 +71,16 @@ struct LargeAllocator {
         return static_cast<T*>(large_allocate(n * sizeof(T)));
     }
     void deallocate(T* p, size_t n) { large_free(p, n * sizeof(T)); }
+    // resize(n) leaves new elements uninitialised (assign(n, v) still fills): buffers that are
+    // written before they are read would otherwise be touched twice.
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
     bool operator==(const LargeAllocator&) const { return true; }
     bool operator!=(const LargeAllocator&) const { return false; }
 };

@@ -59,10 +59,9 @@ struct ArmMemo {
 };
 constexpr int kMemoBits = 12, kMemoContext = 16;
 
-// One worker's buffers, kept from substream to substream of a decode: allocated per substream,
-// the memo (128 KiB) and a full-width stripe's buffer (over 200 KiB at 768 columns) came from
-// fresh mmaps each time, and their page faults cost more than a tenth of a one-thread decode. The
-// memo stays valid across substreams: it depends on the ARM alone, the same for the whole file.
+// One worker's buffers, kept from substream to substream of a decode, so the memo (128 KiB) is
+// allocated and cleared once per worker rather than per substream; and it stays valid across
+// substreams: it depends on the ARM alone, the same for the whole file.
 struct CursorScratch {
     std::vector<int32_t> buf, x, parent_buf;
     std::vector<ArmMemo> memo;
