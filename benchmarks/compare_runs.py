@@ -8,6 +8,11 @@ lottery), beside every classical codec of run A, for the mean curves and per ima
 Reads each run's per_image.tsv (decoded-file bpp and PSNR-RGB). Only images with lotterycodec
 points in both runs count; run A's classical codecs are restricted to them too. Run B's
 lotterycodec curve is renamed --name-b; its other curves are ignored.
+
+Where both runs encoded the same (image, lambda) items, the report also gives each item's change of
+the fixed-lambda cost J = MSE + lambda * bpp (MSE of [0, 1] RGB, as training minimises it): an
+A/B of a training or architecture change at the same lambdas, meaningful even with two points per
+curve, where a BD-rate has little range to integrate.
 """
 from __future__ import annotations
 
@@ -36,7 +41,24 @@ def compare(run_a: Path, run_b: Path, name_b: str) -> dict:
 
     return {"images": sorted(images), "curves": curves, "bd_rate_percent": table(curves),
             "bd_rate_percent_per_image": {image: table(curves_of([r for r in rows if r.image == image]))
-                                          for image in sorted(images)}}
+                                          for image in sorted(images)},
+            "fixed_lambda_cost": fixed_lambda_cost(rows_a, rows_b)}
+
+
+def fixed_lambda_cost(rows_a: list, rows_b: list) -> dict:
+    """Per item encoded in both runs: J = MSE + lambda * bpp in each, and B's change in percent."""
+    cost = lambda r: 10 ** (-r.psnr_rgb / 10) + float(r.point) * r.bpp  # noqa: E731
+    ours_b = {(r.image, float(r.point)): r for r in rows_b if r.codec == OUR_NAME}
+    items = []
+    for a in sorted((r for r in rows_a if r.codec == OUR_NAME), key=lambda r: (r.image, -float(r.point))):
+        b = ours_b.get((a.image, float(a.point)))
+        if b is not None:
+            items.append({"image": a.image, "lambda": float(a.point), "bytes": [a.bytes, b.bytes],
+                          "psnr": [a.psnr_rgb, b.psnr_rgb], "cost": [cost(a), cost(b)],
+                          "change_percent": round(100 * (cost(b) / cost(a) - 1), 2)})
+    changes = [i["change_percent"] for i in items]
+    return {"items": items, "mean_change_percent": round(sum(changes) / len(changes), 2) if changes else None,
+            "b_lower": sum(c < 0 for c in changes)}
 
 
 def markdown(report: dict, name_b: str) -> str:
@@ -51,6 +73,14 @@ def markdown(report: dict, name_b: str) -> str:
             cells = [fmt(bd[f"{test} vs {a}"]) for a in anchors]
             cells.append(fmt(bd[f"{OUR_NAME} vs {name_b}"]) if test == OUR_NAME else "")
             lines.append(f"| {test}, {label} | " + " | ".join(cells) + " |")
+    j = report["fixed_lambda_cost"]
+    if j["items"]:
+        lines += ["", f"Fixed-lambda cost J = MSE + lambda * bpp, {name_b} against {OUR_NAME}, same items:", "",
+                  "| image | lambda | bytes | PSNR (dB) | J change |", "|---|---|---|---|---|"]
+        for i in j["items"]:
+            lines.append(f"| {i['image']} | {i['lambda']:g} | {i['bytes'][0]} → {i['bytes'][1]} | "
+                         f"{i['psnr'][0]:.2f} → {i['psnr'][1]:.2f} | {i['change_percent']:+.1f} % |")
+        lines.append(f"| mean | | | | **{j['mean_change_percent']:+.2f} %** ({j['b_lower']} of {len(j['items'])} lower) |")
     return "\n".join(lines)
 
 
