@@ -231,3 +231,9 @@ def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
     assert bd["longer vs webp"] == pytest.approx(-36.0, abs=0.01)
     assert report["bd_rate_percent_per_image"]["x"] == bd
     assert "longer" in compare_runs.markdown(report, "longer")
+    # the same (image, lambda) items in both runs: J = MSE + lambda * bpp, here bpp 20 % lower at equal PSNR
+    j = report["fixed_lambda_cost"]
+    assert [(i["image"], i["lambda"]) for i in j["items"]] == [("x", 3.0), ("x", 2.0), ("x", 1.0), ("x", 0.0)]
+    mse = 10 ** -3.1
+    assert j["items"][2]["change_percent"] == pytest.approx(100 * ((0.32 + mse) / (0.4 + mse) - 1), abs=0.01)
+    assert j["items"][3]["change_percent"] == 0 and j["b_lower"] == 3
