@@ -64,6 +64,21 @@ def test_arm_memo_at_the_alphabet_edges(context):
     assert any(g.min() == -64 for g in got.latents) and any(g.max() == 63 for g in got.latents)
 
 
+@pytest.mark.parametrize("context", [8, 16, 24])
+def test_unit_buffers_reused_across_units_and_substreams(context):
+    """A worker keeps its unit buffer from unit to unit and substream to substream, and clears only
+    its border where no context reads the current cell (8, 16 and wider): stripes of 3 rows over
+    several grids of different widths, wide latents, one thread and several must still match the
+    reference exactly."""
+    cfg = ArchConfig(arm_context=context, arm_width=8, latent_bound=64, mod_width=6, kept_weights=300,
+                     stripe_height=3, shared_max_pixels=16)
+    data = synthetic_bitstream(37, 29, cfg, seed=context + 1, latent_spread=30.0)
+    ref = reference.decode(data)
+    for threads in (1, 3):
+        got = cpu(data, threads=threads)
+        assert all(np.array_equal(a, b) for a, b in zip(ref.latents, got.latents)), threads
+
+
 def test_register_arm_takes_32_bit_products_exactly():
     """The register ARM (contexts and layers of at most 8) multiplies in int16 pairs only while the
     inputs fit: hidden activations past 2^15, and a weight of 2^15 (no int16 copy at all), take its
