@@ -78,7 +78,7 @@ PRESETS = {
     # The high-rate points are the ones short of cpu-long (up to 0.9 dB at lambda 3e-4 with 2000
     # steps), so the step count grows as a step gets faster: 2800 since the gathered ARM contexts.
     # One encode on 2 cores (two threads) then trains a 256x256 step in 85-105 ms and takes under
-    # 5 minutes (measured wall, channels-last convolutions: 279 s at lambda 1e-3, 291 s at 4e-3);
+    # 5 minutes (measured wall, with the ARM's RDOQ: 282 s at lambda 1e-3, 268 s at 4e-3);
     # 2400 -> 2800 steps: -0.5 % BD-rate, level with cpu-long on four crops
     # (results/cpu_crop256_vs_coolchic).
     "cpu": Preset("cpu", steps=2800, arch={"arm_context": 16, "arm_width": 16},
