@@ -41,21 +41,10 @@ struct Level1 {
     std::vector<const float*> planes;
 };
 
-// Float buffers of the row pipeline start on a cache line, and pixel 0 of every row sits
-// kRowLead floats in, so whole-vector loads of a chunk never straddle two lines (a 64-byte load
-// one float off a line boundary reads two).
-template <class T>
-struct CacheLineAllocator {
-    using value_type = T;
-    CacheLineAllocator() = default;
-    template <class U>
-    CacheLineAllocator(const CacheLineAllocator<U>&) {}
-    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-    bool operator==(const CacheLineAllocator&) const { return true; }
-    bool operator!=(const CacheLineAllocator&) const { return false; }
-};
-using Floats = std::vector<float, CacheLineAllocator<float>>;
+// Float buffers of the row pipeline start on a cache line (LargeAllocator aligns to 64 bytes at
+// least), and pixel 0 of every row sits kRowLead floats in, so whole-vector loads of a chunk never
+// straddle two lines (a 64-byte load one float off a line boundary reads two).
+using Floats = std::vector<float, LargeAllocator<float>>;
 constexpr int kRowLead = 16;
 
 // Row stride of every float row buffer (a multiple of a cache line): the replicated column each
