@@ -16,18 +16,32 @@ namespace {
 
 // 2^t = p(f) * 2^floor(t) with f = t - floor(t) in [0, 1): vreduceps gives f in one instruction,
 // vscalefps multiplies by 2^floor(t) itself (it floors its second operand) and saturates to 0 and
-// +inf (no clamping). p: a degree-4 fit of 2^f on [0, 1), 2.7e-6 relative at most.
-LOTC_AVX512 inline __m512 exp2_avx512(__m512 t) {
-    // Clamped as in the AVX2 table: 2^t stays finite, so 1 + 2^t is a normal number whose
-    // reciprocal a Newton step can refine (1 / inf would turn it into NaN).
-    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-125.0f)), _mm512_set1_ps(125.0f));
+// +inf (no clamping). p: a fit of 2^f on [0, 1) of the given degree, 2.7e-6 relative at most for
+// 4, 7.5e-5 for 3.
+template <int Degree>
+LOTC_AVX512 inline __m512 exp2_fit_avx512(__m512 t) {
+    static_assert(Degree == 3 || Degree == 4, "fits of degree 3 and 4 only");
     const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 p = _mm512_set1_ps(1.3534166e-2f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.2011468e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4144275e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9300383e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026f));
+    __m512 p;
+    if constexpr (Degree == 4) {
+        p = _mm512_set1_ps(1.3534166e-2f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.2011468e-2f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4144275e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9300383e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026f));
+    } else {
+        p = _mm512_set1_ps(7.8024030e-2f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.2606707e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9583398e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9992514e-1f));
+    }
     return _mm512_scalef_ps(p, t);
+}
+
+// Clamped as in the AVX2 table: 2^t stays finite, so 1 + 2^t is a normal number whose
+// reciprocal a Newton step can refine (1 / inf would turn it into NaN).
+LOTC_AVX512 inline __m512 exp2_avx512(__m512 t) {
+    return exp2_fit_avx512<4>(_mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-125.0f)), _mm512_set1_ps(125.0f)));
 }
 
 // 1 / d for d in [1, 2^126]: the 14-bit estimate and one Newton step (about 2^-23 relative). The
@@ -48,12 +62,7 @@ LOTC_AVX512 inline __m512 gelu_avx512(__m512 x) {
     const __m512 a = _mm512_abs_ps(x);
     const __m512 t = _mm512_mul_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(0.10294324f), _mm512_mul_ps(x, x),
                                                       _mm512_set1_ps(2.3022082f)));
-    const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 p = _mm512_set1_ps(7.8024030e-2f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.2606707e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9583398e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9992514e-1f));
-    const __m512 q = _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, t)));
+    const __m512 q = _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), exp2_fit_avx512<3>(t)));
     return _mm512_fnmadd_ps(a, q, _mm512_max_ps(x, _mm512_setzero_ps()));
 }
 

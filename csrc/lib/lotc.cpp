@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -84,6 +84,16 @@ lotc::Decoded run(const uint8_t* data, size_t size, const lotc_options* options,
                         stride);
 }
 
+// The file's header, checked, with the caller's pixel cap applied.
+lotc::Info capped_header(const uint8_t* data, size_t size, const lotc_options* options) {
+    const lotc::Info header = lotc::probe(data, size);
+    const uint64_t cap = options ? options->max_pixels : 0;
+    if (cap && uint64_t(header.width) * uint64_t(header.height) > cap)
+        throw lotc::LimitError("the image has " + std::to_string(uint64_t(header.width) * uint64_t(header.height)) +
+                               " pixels, above the caller's limit of " + std::to_string(cap));
+    return header;
+}
+
 }  // namespace
 
 extern "C" {
@@ -108,11 +118,8 @@ lotc_status lotc_decode(const uint8_t* data, size_t size, const lotc_options* op
                         size_t stride, lotc_info* info, lotc_stats* stats, char* message, size_t message_size) {
     return guarded(message, message_size, [&] {
         if (!rgb) throw std::invalid_argument("rgb is NULL");
-        const lotc::Info header = lotc::probe(data ? data : reinterpret_cast<const uint8_t*>(""), data ? size : 0);
-        const uint64_t cap = options ? options->max_pixels : 0;
-        if (cap && uint64_t(header.width) * uint64_t(header.height) > cap)  // before the caller's buffer is judged
-            throw lotc::LimitError("the image has " + std::to_string(uint64_t(header.width) * uint64_t(header.height)) +
-                                   " pixels, above the caller's limit of " + std::to_string(cap));
+        const lotc::Info header = capped_header(data ? data : reinterpret_cast<const uint8_t*>(""), data ? size : 0,
+                                                options);  // before the caller's buffer is judged
         const size_t row = size_t(header.width) * 3;
         if (stride < row) throw std::invalid_argument("stride is below width * 3");
         if (rgb_size < (size_t(header.height) - 1) * stride + row) throw std::invalid_argument("rgb buffer too small");
@@ -134,12 +141,16 @@ lotc_status lotc_decode_alloc(const uint8_t* data, size_t size, const lotc_optio
     return guarded(message, message_size, [&] {
         if (!rgb) throw std::invalid_argument("rgb is NULL");
         *rgb = nullptr;
-        const lotc::Decoded d = run(data, size, options, false);
-        auto* out = static_cast<uint8_t*>(std::malloc(d.rgb.size()));
+        if (!data) throw std::invalid_argument("data is NULL");
+        const lotc::Info header = capped_header(data, size, options);  // before the image is allocated
+        // The caller's image is the decoder's output: no second image, no copy.
+        const size_t row = size_t(header.width) * 3;
+        std::unique_ptr<uint8_t, decltype(&std::free)> out(static_cast<uint8_t*>(std::malloc(row * header.height)),
+                                                           &std::free);
         if (!out) throw std::bad_alloc();
-        std::memcpy(out, d.rgb.data(), d.rgb.size());
-        *rgb = out;
-        if (info) fill(lotc::probe(data, size), info);
+        run(data, size, options, false, out.get(), row);
+        *rgb = out.release();
+        fill(header, info);
     });
 }
 
