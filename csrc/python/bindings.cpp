@@ -27,15 +27,22 @@ PYBIND11_MODULE(_lotc_cpu, m) {
     m.def("available_kernels", &lotc::available_kernels);
     m.def("decode", [](py::bytes data, const lotc::Tables& tables, int threads, bool latents_only,
                        const std::string& kernels) {
-        std::string buf = data;
+        // The caller's bytes object stays alive (it is an argument) and immutable, so the decoder reads
+        // it in place without the GIL; the image is handed to NumPy without a copy (the capsule owns it).
+        char* ptr = nullptr;
+        Py_ssize_t size = 0;
+        if (PyBytes_AsStringAndSize(data.ptr(), &ptr, &size) != 0) throw py::error_already_set();
         lotc::Decoded d;
         {
             py::gil_scoped_release release;
-            d = lotc::decode(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), tables, threads, latents_only,
+            d = lotc::decode(reinterpret_cast<const uint8_t*>(ptr), size_t(size), tables, threads, latents_only,
                             kernels);
         }
-        py::array_t<uint8_t> image(std::vector<py::ssize_t>{latents_only ? 0 : d.height, d.width, 3});
-        std::copy(d.rgb.begin(), d.rgb.end(), image.mutable_data());
+        using Rgb = decltype(d.rgb);
+        auto* rgb = new Rgb(std::move(d.rgb));
+        py::capsule owner(rgb, [](void* p) { delete static_cast<Rgb*>(p); });
+        py::array_t<uint8_t> image(std::vector<py::ssize_t>{latents_only ? 0 : d.height, d.width, 3}, rgb->data(),
+                                   owner);
         py::list latents;
         for (size_t g = 0; g < d.latents.size(); ++g) {
             py::array_t<int32_t> a({d.grid_shapes[g].first, d.grid_shapes[g].second});
