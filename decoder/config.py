@@ -163,8 +163,9 @@ class ArchConfig:
 
     @property
     def min_version(self) -> int:
-        """The oldest format version that can express this configuration (fields a version lacks
-        must hold their default): files are written in it, so older decoders read what they can."""
+        """The oldest of the listing versions (2, 3) that can express this configuration (fields a
+        version lacks must hold their default): files of those versions were written in it, and a
+        decoder refuses one that is not (version 4 files hold every configuration)."""
         default = ArchConfig()
         return max([2] + [f.since for f, v in self.fields() if v != getattr(default, f.name)])
 

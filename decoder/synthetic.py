@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import ArchConfig
 from .entropy import IntArm, encode_latents, encode_mask
-from .format import Networks, network_shapes, write_bitstream, write_networks
+from .format import VERSION, Networks, network_shapes, write_bitstream, write_networks
 
 
 def random_networks(cfg: ArchConfig, rng: np.random.Generator) -> Networks:
@@ -34,7 +34,9 @@ def random_masks(cfg: ArchConfig, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def synthetic_bitstream(width: int, height: int, cfg: ArchConfig | None = None, seed: int = 1,
-                        rng: np.random.Generator | None = None, latent_spread: float = 2.0) -> bytes:
+                        rng: np.random.Generator | None = None, latent_spread: float = 2.0,
+                        version: int = VERSION) -> bytes:
+    """version: an older one for the tests of old files."""
     cfg = (cfg or ArchConfig()).validate()
     rng = rng or np.random.default_rng(seed)
     nets = random_networks(cfg, rng)
@@ -43,4 +45,4 @@ def synthetic_bitstream(width: int, height: int, cfg: ArchConfig | None = None, 
     net_bytes, _ = write_networks(nets)
     counts, mask_words = encode_mask(random_masks(cfg, rng))
     return write_bitstream(width, height, seed, cfg, net_bytes, counts, mask_words,
-                           encode_latents(grids, nets.arm, cfg))
+                           encode_latents(grids, nets.arm, cfg), version)

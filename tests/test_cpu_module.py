@@ -14,7 +14,8 @@ from native import KERNELS, cpu, cpu_module, cpu_scalar, same  # noqa: E402
 
 
 def test_config_fields_are_the_python_ones():
-    assert cpu_module.config_fields() == [(f.name, f.lo, f.hi) for f in CONFIG_FIELDS]
+    default = ArchConfig()
+    assert cpu_module.config_fields() == [(f.name, f.lo, f.hi, getattr(default, f.name)) for f in CONFIG_FIELDS]
 
 
 def test_kernel_tables():
@@ -175,7 +176,7 @@ def test_parent_inputs_decode_exactly_on_any_thread_count(parents, width, height
     latents identical to the reference whatever the thread count."""
     cfg = ArchConfig(n_grids=4, arm_context=8, arm_width=8, mod_width=6, kept_weights=300, arm_parents=parents, **arch)
     data = synthetic_bitstream(width, height, cfg, seed=parents * 100 + width)
-    assert data[4] == 3
+    assert data[4] == 4
     same(data)
     one = cpu(data, threads=1)
     for t in (2, 3, 8):
@@ -184,24 +185,36 @@ def test_parent_inputs_decode_exactly_on_any_thread_count(parents, width, height
         assert np.array_equal(one.image, other.image)
 
 
-def test_one_version_per_configuration_in_cpp():
+def test_header_versions_in_cpp():
     """The C++ core refuses what the reference refuses: version 3 without parent inputs, a version 2
-    file relabelled 3, an unknown version (tests/test_format.py has the reference's side)."""
+    file relabelled 3, an unknown version, a version 4 config record that sends a default or names a
+    field beyond the last; and it decodes versions 2 and 3 as before (tests/test_format.py has the
+    reference's side)."""
     from forging import reseal
     from lotterycodec.decoder.config import FormatError
-    from lotterycodec.decoder.format import pack_header, read_bitstream
+    from lotterycodec.decoder.format import encode_varint, pack_header, read_bitstream
     cfg = ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=6, kept_weights=10)
-    v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2)
+    v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2, version=3)
     bs = read_bitstream(v3)
     b = bs.section_bytes
+    sections = [b["networks"], b["mask"], b["latent_index"] + b["latents"]]
     values = [getattr(bs.cfg, f.name) if f.name != "arm_parents" else 0 for f in CONFIG_FIELDS]
-    head = pack_header(13, 11, 3, 8, bs.seed, values, [b["networks"], b["mask"], b["latent_index"] + b["latents"]], 3)
+    head = pack_header(13, 11, 3, 8, bs.seed, values, sections, 3)
     with pytest.raises(FormatError, match="version 3 header for a configuration of version 2"):
         cpu(head + v3[v3[5]:])
-    v2 = bytearray(synthetic_bitstream(13, 11, cfg, seed=2))
+    v2 = bytearray(synthetic_bitstream(13, 11, cfg, seed=2, version=2))
+    np.testing.assert_array_equal(cpu(bytes(v2)).image, cpu(synthetic_bitstream(13, 11, cfg, seed=2)).image)
+    np.testing.assert_array_equal(cpu(v3).image, cpu(synthetic_bitstream(13, 11, bs.cfg, seed=2)).image)
     v2[4] = 3
     with pytest.raises(FormatError):
         cpu(reseal(v2))
-    v2[4] = 4
-    with pytest.raises(FormatError, match="version 4 .*reads versions 2, 3"):
+    v2[4] = 5
+    with pytest.raises(FormatError, match="version 5 .*reads versions 2, 3, 4"):
         cpu(reseal(v2))
+    v4 = synthetic_bitstream(13, 11, cfg, seed=2)
+    for record, message in [(encode_varint(1 << 0) + bytes([7]), "n_grids sent with its default value"),
+                            (encode_varint(1 << len(CONFIG_FIELDS)) + bytes([1]), "beyond")]:
+        with pytest.raises(FormatError, match=message):
+            cpu(pack_header(13, 11, 3, 8, 2, [], sections, config=record) + v4[v4[5]:])
+
+

@@ -93,14 +93,14 @@ def test_api_rejects_non_rgb8_arrays():
         lotterycodec.encode(np.zeros((8, 8), dtype=np.uint8), steps=1)
 
 
-def test_parent_inputs_train_encode_and_decode_as_version_3(small_image):
+def test_parent_inputs_train_encode_and_decode(small_image):
     """arm_parents: the trainer's hard forward and the reference decoder compute the same (latents
-    exactly, image within a level), the file is version 3, and the C++ core decodes the same latents."""
+    exactly, image within a level), the file is version 4, and the C++ core decodes the same latents."""
     from lotterycodec.decoder.backends import available_backends, get_backend
     from lotterycodec.trainer.encode import encode_array, model_image
     result = encode_array(small_image, lmbda=1e-3, preset="fast", steps=30, seed=3, progress=False, threads=1,
                           arch=dict(stripe_height=8, shared_max_pixels=64, arm_parents=5))
-    assert result.data[4] == 3
+    assert result.data[4] == 4
     decoded = reference.decode(result.data)
     assert all(np.array_equal(a, b) for a, b in zip(result.latents, decoded.latents))
     assert np.abs(model_image(result.model).astype(int) - decoded.image.astype(int)).max() <= 1

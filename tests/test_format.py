@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
-from lotterycodec.decoder.format import pack_header, read_bitstream, read_networks, tensor_bits, write_networks
+from lotterycodec.decoder.format import config_record, encode_varint, pack_header, read_bitstream, read_networks, tensor_bits, write_networks
 from lotterycodec.decoder.synthetic import synthetic_bitstream
 
 
@@ -53,26 +53,60 @@ def test_wrong_magic_and_version(synthetic_file):
     with pytest.raises(FormatError, match="magic"):
         read_bitstream(b"PNG!" + synthetic_file[4:])
     bad = bytearray(synthetic_file)
-    for version in (1, 4):
+    for version in (1, 5):
         bad[4] = version
-        with pytest.raises(FormatError, match=f"version {version} .*reads versions 2, 3"):
+        with pytest.raises(FormatError, match=f"version {version} .*reads versions 2, 3, 4"):
             read_bitstream(reseal(bad))
 
 
-def test_each_configuration_has_one_version(synthetic_file):
-    """Files are written in the oldest version that holds them (2 without parent inputs, 3 with);
-    a version 3 header without them, or a version 2 one read as 3, is refused."""
-    assert synthetic_file[4] == 2
+def test_old_versions_keep_decoding_and_hold_one_configuration_each():
+    """Versions 2 and 3 (every field listed) still decode to the same image as version 4; each of
+    them holds only the configurations it was written for (2 without parent inputs, 3 with), so a
+    version 3 header without them, or a version 2 one read as 3, is refused."""
     cfg = ArchConfig(n_grids=3, arm_context=4, arm_width=4, mod_width=6, kept_weights=10)
-    v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2)
-    assert v3[4] == 3 and read_bitstream(v3).cfg.arm_parents == 3
-    no_parents = _forge(v3, arm_parents=0)
+    for old, c in ((2, cfg), (3, cfg.replace(arm_parents=3))):
+        new_file, old_file = synthetic_bitstream(13, 11, c, seed=2), synthetic_bitstream(13, 11, c, seed=2, version=old)
+        assert (new_file[4], old_file[4]) == (4, old)
+        assert len(old_file) > len(new_file)
+        assert read_bitstream(old_file).cfg == read_bitstream(new_file).cfg == c
+        np.testing.assert_array_equal(reference.decode(old_file).image, reference.decode(new_file).image)
+    v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2, version=3)
     with pytest.raises(FormatError, match="version 3 header for a configuration of version 2"):
-        read_bitstream(no_parents)
-    bad = bytearray(synthetic_file)
+        read_bitstream(_forge(v3, arm_parents=0))
+    bad = bytearray(synthetic_bitstream(13, 11, cfg, seed=2, version=2))
     bad[4] = 3  # the same fields read as version 3: one field short
     with pytest.raises(FormatError):
         read_bitstream(reseal(bad))
+    with pytest.raises(ValueError, match="version 3 written as version 2"):
+        synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), version=2)
+
+
+def _with_config_record(data: bytes, record: bytes) -> bytes:
+    bs = read_bitstream(data)
+    b = bs.section_bytes
+    head = pack_header(bs.width, bs.height, 3, 8, bs.seed, [], [b["networks"], b["mask"], b["latent_index"] + b["latents"]],
+                       config=record)
+    return head + data[data[5]:]
+
+
+def test_compact_config_record(synthetic_file):
+    """Version 4 sends only the fields that differ from their defaults, behind a bit set: the
+    synthetic file's seven changed fields take 11 bytes (a 3-byte bit set, 8 of values) where
+    version 2 lists all 19 fields in 20; a default sent
+    anyway, or a bit beyond the fields, is refused (one way to write each file)."""
+    cfg = read_bitstream(synthetic_file).cfg
+    default = ArchConfig()
+    changed = [i for i, f in enumerate(CONFIG_FIELDS) if getattr(cfg, f.name) != getattr(default, f.name)]
+    assert [CONFIG_FIELDS[i].name for i in changed] == ["n_grids", "stripe_height", "shared_max_pixels", "arm_context",
+                                                         "arm_width", "mod_width", "kept_weights"]
+    record = encode_varint(sum(1 << i for i in changed)) + b"".join(
+        encode_varint(getattr(cfg, CONFIG_FIELDS[i].name)) for i in changed)
+    assert _with_config_record(synthetic_file, record) == synthetic_file
+    assert len(record) == 11 and len(config_record([v for _, v in cfg.fields(2)], 2)) == 20
+    with pytest.raises(FormatError, match="n_grids sent with its default value 7"):
+        read_bitstream(_with_config_record(synthetic_file, encode_varint(1 << 0 | 1 << 4) + bytes([7, 4])))
+    with pytest.raises(FormatError, match="beyond the"):
+        read_bitstream(_with_config_record(synthetic_file, encode_varint(1 << len(CONFIG_FIELDS)) + bytes([1])))
 
 
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0), (16385, 4), (16384, 16384), (65535, 65535)])

@@ -2,20 +2,22 @@
 import re
 from pathlib import Path
 
-from lotterycodec.decoder.config import CONFIG_FIELDS, CONTEXT_OFFSETS
+from lotterycodec.decoder.config import CONFIG_FIELDS, CONTEXT_OFFSETS, ArchConfig
 from lotterycodec.decoder.entropy import TABLES_SHA256
 from lotterycodec.decoder.format import VERSION
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
 
 
-def test_config_fields_in_spec_order_and_ranges():
+def test_config_fields_in_spec_order_ranges_and_defaults():
     section = SPEC.split("## 3. Config record")[1].split("## 4.")[0]
-    rows = [r.split("|")[1:3] for r in section.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    rows = [r.split("|")[1:4] for r in section.splitlines() if r.startswith("| ") and "---" not in r][1:]
     assert [r[0].strip() for r in rows] == [f.name for f in CONFIG_FIELDS]
-    for (name, allowed), f in zip(rows, CONFIG_FIELDS):
+    default = ArchConfig()
+    for (name, allowed, value), f in zip(rows, CONFIG_FIELDS):
         special = {"shared_max_pixels": "0..2^26", "kept_weights": "0..min(2^20, N)"}
         assert allowed.strip().startswith(special.get(f.name, f"{f.lo}..{f.hi}")), name
+        assert int(value) == getattr(default, f.name), name
 
 
 def test_context_offsets_in_spec():
@@ -26,5 +28,5 @@ def test_context_offsets_in_spec():
 
 def test_version_and_table_hash_in_spec():
     assert SPEC.startswith(f"# LotteryCodec bitstream, format version {VERSION}\n")
-    assert f"| version | u8 | {VERSION} |" in SPEC
+    assert f"| version | u8 | {VERSION} (" in SPEC
     assert TABLES_SHA256 in SPEC

@@ -42,7 +42,7 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     if (std::memcmp(data, "LOTC", 4) != 0) fail("not a LotteryCodec file (bad magic)");
     const int version = data[4];
     if (version < kVersionMin || version > kVersionMax)
-        fail("unsupported format version " + std::to_string(version) + " (this decoder reads versions 2, 3)");
+        fail("unsupported format version " + std::to_string(version) + " (this decoder reads versions 2, 3, 4)");
     bs.version = version;
     const size_t header_size = data[5];
     if (header_size < 10) fail("header size too small");
@@ -55,18 +55,39 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     at += 2;
     const uint64_t seed = read_varint(data, header_body, at, 10);
     Config c{};
-    for (const auto& s : field_specs()) {
-        if (s.range.since > version) continue;  // absent: 0, value-initialised above
-        const uint64_t v = read_varint(data, header_body, at, 5);
-        if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
-            fail(std::string("config field ") + s.range.name + " outside its allowed range");
-        c.*(s.member) = int64_t(v);
+    if (version < kCompactConfigVersion) {
+        for (const auto& s : field_specs()) {
+            if (s.range.since > version) continue;  // absent: 0, value-initialised above
+            const uint64_t v = read_varint(data, header_body, at, 5);
+            if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
+                fail(std::string("config field ") + s.range.name + " outside its allowed range");
+            c.*(s.member) = int64_t(v);
+        }
+        // One way to write each file: in the oldest of these versions that holds its configuration.
+        if ((version == 3) != (c.arm_parents != 0))
+            fail("a version " + std::to_string(version) + " header for a configuration of version " +
+                 std::to_string(c.arm_parents ? 3 : 2));
+    } else {
+        const auto& specs = field_specs();
+        const uint64_t present = read_varint(data, header_body, at, 5);
+        if (present >> specs.size()) fail("config bit set names fields beyond those there are");
+        for (size_t i = 0; i < specs.size(); ++i) {
+            const auto& s = specs[i];
+            uint64_t v = uint64_t(s.range.def);
+            if (present >> i & 1) {
+                v = read_varint(data, header_body, at, 5);
+                // One way to write each file: a field that holds its default is left out.
+                if (v == uint64_t(s.range.def))
+                    fail(std::string("config field ") + s.range.name + " sent with its default value");
+            }
+            if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
+                fail(std::string("config field ") + s.range.name + " outside its allowed range");
+            c.*(s.member) = int64_t(v);
+        }
     }
     uint64_t section_size[3];
     for (auto& n : section_size) n = read_varint(data, header_body, at, 5);
     if (at != header_body) fail("header fields do not fill the header");
-    // One way to write each file: in the oldest version that holds its configuration.
-    if ((version == 3) != (c.arm_parents != 0)) fail("a version " + std::to_string(version) + " header for a configuration of version " + std::to_string(c.arm_parents ? 3 : 2));
     if (crc32(data, header_body) != read_le(data + header_body, 4)) fail("header CRC mismatch (corrupted file)");
     if (channels != 3 || bit_depth != 8) fail("unsupported channels or bit depth (the format holds 3 at 8)");
     if (width64 < 1 || height64 < 1 || width64 > kMaxSide || height64 > kMaxSide || width64 * height64 > kMaxPixels)

@@ -24,9 +24,10 @@ struct LimitError : std::runtime_error {
 struct FieldRange {
     const char* name;
     int64_t lo, hi;
+    int64_t def;    // the default: version 4 headers send only the fields that differ from it
     int since = 2;  // the first format version whose header carries the field (older: 0)
 };
-// The config record's fields in header order with their allowed ranges (docs/FORMAT.md §3).
+// The config record's fields in header order with their allowed ranges and defaults (docs/FORMAT.md §3).
 const std::vector<FieldRange>& config_fields();
 
 // Frequency tables (docs/FORMAT.md §6.3) as cumulative frequencies, 256 edges per table.

@@ -19,8 +19,11 @@ constexpr int kMuSteps = 8, kScales = 48, kScaleStepsPerOctave = 4, kLog2ScaleMi
 constexpr int kPrecision = 24;
 constexpr int64_t kArmParamMax = 1 << 15;
 constexpr int64_t kNetValueMax = 1 << 20;
-// Format versions read (docs/FORMAT.md 1): 3 adds the config field arm_parents.
-constexpr int kVersionMin = 2, kVersionMax = 3;
+// Format versions read (docs/FORMAT.md 1): 3 adds the config field arm_parents, 4 the compact config record.
+constexpr int kVersionMin = 2, kVersionMax = 4;
+// From this version the config record is a bit set of the fields that differ from their defaults, then
+// those fields' varints (versions 2 and 3 list every field they carry).
+constexpr int kCompactConfigVersion = 4;
 // Networks section: a uniform table symbol per tensor; escapes in base-64 digits with a continuation bit.
 constexpr int kNetScaleSymbols = 64, kEscapeDigitBits = 6, kEscapeSymbols = 2 << kEscapeDigitBits,
               kMaxEscapeDigits = 4;
@@ -105,26 +108,26 @@ struct FieldSpec {
 
 inline const std::vector<FieldSpec>& field_specs() {
     static const std::vector<FieldSpec> specs = {
-        {{"n_grids", 1, 8}, &Config::n_grids},
-        {{"latent_bound", 1, 64}, &Config::latent_bound},
-        {{"stripe_height", 1, 65535}, &Config::stripe_height},
-        {{"shared_max_pixels", 0, kMaxPixels}, &Config::shared_max_pixels},
-        {{"arm_context", 0, 32}, &Config::arm_context},
-        {{"arm_layers", 0, 4}, &Config::arm_layers},
-        {{"arm_width", 1, 64}, &Config::arm_width},
-        {{"arm_frac_bits", 1, 12}, &Config::arm_frac_bits},
-        {{"ups_kernel_size", 4, 12}, &Config::ups_kernel_size},
-        {{"ups_step_exp", 0, 24}, &Config::ups_step_exp},
-        {{"mod_width", 1, 64}, &Config::mod_width},
-        {{"mod_out", 1, 16}, &Config::mod_out},
-        {{"mod_weight_step_exp", 0, 24}, &Config::mod_weight_step_exp},
-        {{"mod_bias_step_exp", 0, 24}, &Config::mod_bias_step_exp},
-        {{"synth_width0", 1, 64}, &Config::synth_width0},
-        {{"synth_width1", 1, 64}, &Config::synth_width1},
-        {{"synth_width2", 1, 64}, &Config::synth_width2},
-        {{"synth_mode", 0, 1}, &Config::synth_mode},
-        {{"kept_weights", 0, int64_t(1) << 20}, &Config::kept_weights},
-        {{"arm_parents", 0, 9, 3}, &Config::arm_parents},
+        {{"n_grids", 1, 8, 7}, &Config::n_grids},
+        {{"latent_bound", 1, 64, 64}, &Config::latent_bound},
+        {{"stripe_height", 1, 65535, 64}, &Config::stripe_height},
+        {{"shared_max_pixels", 0, kMaxPixels, 4096}, &Config::shared_max_pixels},
+        {{"arm_context", 0, 32, 24}, &Config::arm_context},
+        {{"arm_layers", 0, 4, 2}, &Config::arm_layers},
+        {{"arm_width", 1, 64, 24}, &Config::arm_width},
+        {{"arm_frac_bits", 1, 12, 8}, &Config::arm_frac_bits},
+        {{"ups_kernel_size", 4, 12, 8}, &Config::ups_kernel_size},
+        {{"ups_step_exp", 0, 24, 8}, &Config::ups_step_exp},
+        {{"mod_width", 1, 64, 48}, &Config::mod_width},
+        {{"mod_out", 1, 16, 3}, &Config::mod_out},
+        {{"mod_weight_step_exp", 0, 24, 8}, &Config::mod_weight_step_exp},
+        {{"mod_bias_step_exp", 0, 24, 8}, &Config::mod_bias_step_exp},
+        {{"synth_width0", 1, 64, 32}, &Config::synth_width0},
+        {{"synth_width1", 1, 64, 24}, &Config::synth_width1},
+        {{"synth_width2", 1, 64, 16}, &Config::synth_width2},
+        {{"synth_mode", 0, 1, 0}, &Config::synth_mode},
+        {{"kept_weights", 0, int64_t(1) << 20, 1206}, &Config::kept_weights},
+        {{"arm_parents", 0, 9, 0, 3}, &Config::arm_parents},
     };
     return specs;
 }

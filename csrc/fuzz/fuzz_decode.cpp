@@ -99,8 +99,14 @@ bool split(const uint8_t* data, size_t size, Split& out) {
         for (int field = 0; field < 2; ++field) read_varint(data, header, pos, 5);  // width, height
         pos += 2;                                                                // channels, bit depth
         read_varint(data, header, pos, 10);                                      // seed
-        for (const auto& f : lotc::config_fields())
-            if (f.since <= data[4]) read_varint(data, header, pos, 5);
+        if (data[4] < lotc::detail::kCompactConfigVersion) {
+            for (const auto& f : lotc::config_fields())
+                if (f.since <= data[4]) read_varint(data, header, pos, 5);
+        } else {  // the bit set, then a varint per bit (bits beyond the fields too: the decoder refuses them)
+            const uint64_t present = read_varint(data, header, pos, 5);
+            for (int bit = 0; bit < 64; ++bit)
+                if (present >> bit & 1) read_varint(data, header, pos, 5);
+        }
         out.prefix.assign(data, data + pos);
         size_t at = header;
         for (auto& section : out.section) {

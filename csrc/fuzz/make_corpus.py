@@ -1,5 +1,5 @@
 """Writes the seed corpus of the fuzz target (csrc/fuzz/corpus): small valid files of several
-configurations and sizes, and the hostile shapes every decoder must refuse (junk after a
+configurations and sizes (the current version, and versions 2 and 3), and the hostile shapes every decoder must refuse (junk after a
 section, doubled or empty substreams, a coarse step, truncations, resealed byte flips).
 
     python csrc/fuzz/make_corpus.py      # from the repository root; rewrites the folder
@@ -57,6 +57,11 @@ def main() -> None:
                                                                 arm_parents=9, **small), seed=3),
         "parents_wide_33x17": synthetic_bitstream(33, 17, ArchConfig(arm_context=32, arm_width=16, kept_weights=900,
                                                                      arm_parents=1, **small), seed=4),
+        # the older headers (every config field listed) that decoders keep reading
+        "v2_odd_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900, **small),
+                                            version=2),
+        "v3_parents_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900,
+                                                                   arm_parents=9, **small), seed=3, version=3),
     }
     files = dict(valid)
     base = valid["odd_45x23"]
@@ -78,11 +83,17 @@ def main() -> None:
             bad[int(j)] = int(rng.integers(0, 256))
         files[f"resealed_{k:02d}"] = reseal(bytes(bad))
     rng = np.random.default_rng(3)
-    for k in range(6):  # the same for version 3: the parents' buffers and the threads' wait
+    for k in range(6):  # the same with parent inputs: their buffers and the threads' wait
         bad = bytearray(valid["parents_45x23"])
         for j in rng.integers(6, len(bad) - 4, 3):
             bad[int(j)] = int(rng.integers(0, 256))
         files[f"parents_resealed_{k:02d}"] = reseal(bytes(bad))
+    rng = np.random.default_rng(5)
+    for k in range(4):  # and in the version 2 header's fields
+        bad = bytearray(valid["v2_odd_45x23"])
+        for j in rng.integers(6, 40, 2):
+            bad[int(j)] = int(rng.integers(0, 256))
+        files[f"v2_resealed_{k:02d}"] = reseal(bytes(bad))
     for name, data in files.items():
         (OUT / f"{name}.lotc").write_bytes(data)
     print(f"{len(files)} files in {OUT}")

@@ -18,7 +18,7 @@ PYBIND11_MODULE(_lotc_cpu, m) {
     });
     m.def("config_fields", [] {
         py::list out;
-        for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi));
+        for (const auto& f : lotc::config_fields()) out.append(py::make_tuple(f.name, f.lo, f.hi, f.def));
         return out;
     });
     py::register_exception<std::invalid_argument>(m, "KernelsError", PyExc_ValueError);

@@ -6,9 +6,10 @@ on purpose (then the diff of manifest.json is the change, for review).
 
 The files are small valid bitstreams covering the format's branches: a trained image with
 several stripes and shared substreams, random networks with odd sizes, no ARM context, no hidden
-ARM layer, a 1x1 image, and the dense ablation (synth_mode 1, reference only), all version 2; and
+ARM layer, a 1x1 image, and the dense ablation (synth_mode 1, reference only), all version 2;
 version 3's inter-grid ARM inputs (arm_parents), trained and random with every offset, striped
-grids reading shared and striped parents. The manifest holds
+grids reading shared and striped parents; and version 4 (the compact config record, what the
+encoder writes): a trained file and the parents' random one. The manifest holds
 each file's SHA-256, its latents' (identical on every backend) and its decoded image's per backend:
 the reference, the C++ core's scalar table and each SIMD table this machine runs, and the Triton
 kernels under TRITON_INTERPRET=1. Other tables and GPUs are checked against the reference within
@@ -53,15 +54,26 @@ def make_files() -> dict[str, bytes]:
     parents = encode_array(crop, lmbda=1e-3, kept_ratio=0.6, preset="fast", steps=60, seed=8, progress=False,
                            arch=dict(stripe_height=8, shared_max_pixels=64, arm_parents=5), threads=1)
     return {
-        "trained_32x32.lotc": trained.data,
-        "random_13x11.lotc": synthetic_bitstream(13, 11, small, seed=3),
-        "no_context_9x7.lotc": synthetic_bitstream(9, 7, small.replace(arm_context=0), seed=4),
-        "no_hidden_40x2.lotc": synthetic_bitstream(40, 2, small.replace(arm_layers=0), seed=5),
-        "tiny_1x1.lotc": synthetic_bitstream(1, 1, small, seed=6),
-        "dense_16x12.lotc": dense.data,
-        "parents_trained_32x32.lotc": parents.data,
-        "parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9),
+        "trained_32x32.lotc": old_version(trained.data, 2),
+        "random_13x11.lotc": synthetic_bitstream(13, 11, small, seed=3, version=2),
+        "no_context_9x7.lotc": synthetic_bitstream(9, 7, small.replace(arm_context=0), seed=4, version=2),
+        "no_hidden_40x2.lotc": synthetic_bitstream(40, 2, small.replace(arm_layers=0), seed=5, version=2),
+        "tiny_1x1.lotc": synthetic_bitstream(1, 1, small, seed=6, version=2),
+        "dense_16x12.lotc": old_version(dense.data, 2),
+        "parents_trained_32x32.lotc": old_version(parents.data, 3),
+        "parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9,
+                                                         version=3),
+        "v4_trained_32x32.lotc": trained.data,
+        "v4_parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9),
     }
+
+
+def old_version(data: bytes, version: int) -> bytes:
+    """The same file with an older version's header (every config field listed)."""
+    from lotterycodec.decoder.format import read_bitstream, write_bitstream
+    bs = read_bitstream(data)
+    return write_bitstream(bs.width, bs.height, bs.seed, bs.cfg, bs.networks, bs.mask_counts, bs.mask_words,
+                           bs.latent_words, version)
 
 
 def backend_hashes(names: list[str]) -> dict[str, dict]:
