@@ -6,6 +6,7 @@ import pytest
 
 from lotterycodec.decoder import reference
 from lotterycodec.cli import main
+from lotterycodec.decoder.format import read_bitstream
 from lotterycodec.decoder.imageio import psnr
 
 torch = pytest.importorskip("torch")
@@ -107,3 +108,24 @@ def test_parent_inputs_train_encode_and_decode(small_image):
     if "cpu" in available_backends():
         got = get_backend("cpu")(result.data)
         assert all(np.array_equal(a, b) for a, b in zip(decoded.latents, got.latents))
+
+
+def test_small_images_are_one_substream_unless_the_caller_sets_substreams(small_image):
+    """Up to 256x256 pixels an image's latents are one substream (every grid shared): the file holds one
+    substream and decodes on every backend; the caller's substream fields win; larger images keep the
+    default stripes, which let a decoder use threads."""
+    from lotterycodec.decoder.backends import available_backends, get_backend
+    from lotterycodec.trainer.encode import encode_array
+    from lotterycodec.trainer.presets import substream_arch
+    one = encode_array(small_image, lmbda=1e-3, preset="fast", steps=3, seed=3, progress=False, threads=1)
+    bs = read_bitstream(one.data)
+    assert bs.cfg.shared_max_pixels == 32 * 32 and len(bs.latent_words) == 1
+    for backend in available_backends():
+        got = get_backend(backend)(one.data)
+        assert all(np.array_equal(a, b) for a, b in zip(one.latents, got.latents))
+    striped = encode_array(small_image, lmbda=1e-3, preset="fast", steps=3, seed=3, progress=False, threads=1,
+                           arch=dict(stripe_height=8, shared_max_pixels=64))
+    bs = read_bitstream(striped.data)
+    assert bs.cfg.shared_max_pixels == 64 and len(bs.latent_words) == 1 + 4 + 2  # shared, 4 + 2 stripes
+    assert substream_arch(256, 256, {}) == {"shared_max_pixels": 65536}
+    assert substream_arch(257, 256, {}) == substream_arch(64, 64, {"shared_max_pixels": 16}) == {}

@@ -14,7 +14,7 @@ from ..decoder.entropy import encode_mask, substream_plan
 from ..decoder.format import write_bitstream
 from ..decoder.complexity import macs_per_pixel
 from .model import LotteryModel
-from .presets import Preset, get_preset, item_arch, item_steps
+from .presets import Preset, get_preset, item_arch, item_steps, substream_arch
 from .bitstream import Packed
 from .workers import pack_all
 from .quantize import adopt_quantized_arm, integer_masks, item_integers, rdoq_networks, search_steps
@@ -133,7 +133,8 @@ def encode_arrays(images: list[np.ndarray], lmbdas: list[float], kept_ratios: li
     t0 = time.perf_counter()
     height, width = images[0].shape[:2]
     (arch_key, steps), = groups  # one architecture and step count from here on
-    base = ArchConfig(**{**chosen.arch, **dict(arch_key)})
+    fields = {**chosen.arch, **dict(arch_key)}
+    base = ArchConfig(**fields, **substream_arch(height, width, fields))
     dev = resolve_device(device)
     candidates = chosen.seeds if n_seeds is None else n_seeds
     check_training_memory(height * width * len(images) * candidates)
