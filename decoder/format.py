@@ -280,6 +280,16 @@ def write_bitstream(width: int, height: int, seed: int, cfg: ArchConfig, network
     return head + payload + _CRC.pack(zlib.crc32(payload))
 
 
+def rewrite_bitstream(data: bytes, version: int = VERSION, **parts) -> bytes:
+    """The file ``data`` written again in ``version``, with any of write_bitstream's parts replaced
+    (networks, mask_counts, mask_words, latent_words, cfg): repacking and forging for tools and tests."""
+    bs = read_bitstream(data)
+    fields = dict(cfg=bs.cfg, networks=bs.networks, mask_counts=bs.mask_counts, mask_words=bs.mask_words,
+                  latent_words=bs.latent_words)
+    fields.update(parts)
+    return write_bitstream(bs.width, bs.height, bs.seed, version=version, **fields)
+
+
 def config_record(values: list[int], version: int = VERSION) -> bytes:
     """The config record's bytes: versions 2 and 3 list every field they carry (``values``, in
     CONFIG_FIELDS order); version 4 a varint bit set (bit i: field i differs from its default)

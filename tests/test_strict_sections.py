@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import FormatError
-from lotterycodec.decoder.format import read_bitstream, write_bitstream
+from lotterycodec.decoder.format import read_bitstream, rewrite_bitstream, write_bitstream
 
 try:
     from lotterycodec.decoder.backends import get_backend
@@ -17,32 +17,24 @@ except ImportError:  # the C++ core not built: the reference alone
     DECODERS = {"reference": reference.decode}
 
 
-def _rewrite(data: bytes, **parts) -> bytes:
-    bs = read_bitstream(data)
-    fields = dict(networks=bs.networks, mask_counts=bs.mask_counts, mask_words=bs.mask_words,
-                  latent_words=bs.latent_words)
-    fields.update(parts)
-    return write_bitstream(bs.width, bs.height, bs.seed, bs.cfg, **fields)
-
-
 JUNK = np.array([0x12345678], dtype=np.uint32)
 
 
 def _forgeries(data: bytes) -> dict[str, bytes]:
     bs = read_bitstream(data)
     return {
-        "networks + one word": _rewrite(data, networks=bs.networks + JUNK.tobytes()),
-        "networks + 4 KiB of zeros": _rewrite(data, networks=bs.networks + bytes(4096)),
-        "networks without its last word": _rewrite(data, networks=bs.networks[:-8]),
-        "mask + one word": _rewrite(data, mask_words=np.concatenate([bs.mask_words, JUNK])),
-        "mask counts, no mask words": _rewrite(data, mask_words=np.zeros(0, np.uint32)),
-        "every substream doubled": _rewrite(data, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
-        "one substream + one word": _rewrite(data, latent_words=[np.concatenate([bs.latent_words[0], JUNK]),
+        "networks + one word": rewrite_bitstream(data, networks=bs.networks + JUNK.tobytes()),
+        "networks + 4 KiB of zeros": rewrite_bitstream(data, networks=bs.networks + bytes(4096)),
+        "networks without its last word": rewrite_bitstream(data, networks=bs.networks[:-8]),
+        "mask + one word": rewrite_bitstream(data, mask_words=np.concatenate([bs.mask_words, JUNK])),
+        "mask counts, no mask words": rewrite_bitstream(data, mask_words=np.zeros(0, np.uint32)),
+        "every substream doubled": rewrite_bitstream(data, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
+        "one substream + one word": rewrite_bitstream(data, latent_words=[np.concatenate([bs.latent_words[0], JUNK]),
                                                                   *bs.latent_words[1:]]),
-        "a seal word changed": _rewrite(data, latent_words=[
+        "a seal word changed": rewrite_bitstream(data, latent_words=[
             np.concatenate([bs.latent_words[0][:-1], bs.latent_words[0][-1:] ^ 1]), *bs.latent_words[1:]]),
-        "empty substreams": _rewrite(data, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
-        "one-word substreams": _rewrite(data, latent_words=[JUNK for _ in bs.latent_words]),
+        "empty substreams": rewrite_bitstream(data, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
+        "one-word substreams": rewrite_bitstream(data, latent_words=[JUNK for _ in bs.latent_words]),
     }
 
 

@@ -55,36 +55,28 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     at += 2;
     const uint64_t seed = read_varint(data, header_body, at, 10);
     Config c{};
-    if (version < kCompactConfigVersion) {
-        for (const auto& s : field_specs()) {
-            if (s.range.since > version) continue;  // absent: 0, value-initialised above
-            const uint64_t v = read_varint(data, header_body, at, 5);
-            if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
-                fail(std::string("config field ") + s.range.name + " outside its allowed range");
-            c.*(s.member) = int64_t(v);
-        }
-        // One way to write each file: in the oldest of these versions that holds its configuration.
-        if ((version == 3) != (c.arm_parents != 0))
-            fail("a version " + std::to_string(version) + " header for a configuration of version " +
-                 std::to_string(c.arm_parents ? 3 : 2));
-    } else {
-        const auto& specs = field_specs();
-        const uint64_t present = read_varint(data, header_body, at, 5);
-        if (present >> specs.size()) fail("config bit set names fields beyond those there are");
-        for (size_t i = 0; i < specs.size(); ++i) {
-            const auto& s = specs[i];
-            uint64_t v = uint64_t(s.range.def);
-            if (present >> i & 1) {
-                v = read_varint(data, header_body, at, 5);
-                // One way to write each file: a field that holds its default is left out.
-                if (v == uint64_t(s.range.def))
-                    fail(std::string("config field ") + s.range.name + " sent with its default value");
-            }
-            if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
-                fail(std::string("config field ") + s.range.name + " outside its allowed range");
-            c.*(s.member) = int64_t(v);
-        }
+    const auto& specs = field_specs();
+    // Versions 2 and 3 list every field they carry; version 4 a bit set of the fields sent, the others
+    // holding their defaults.
+    const bool compact = version >= kCompactConfigVersion;
+    const uint64_t present = compact ? read_varint(data, header_body, at, 5) : 0;
+    if (present >> specs.size()) fail("config bit set names fields beyond those there are");
+    for (size_t i = 0; i < specs.size(); ++i) {
+        const auto& s = specs[i];
+        if (!compact && s.range.since > version) continue;  // absent: 0, value-initialised above
+        const bool sent = !compact || (present >> i & 1);
+        const uint64_t v = sent ? read_varint(data, header_body, at, 5) : uint64_t(s.range.def);
+        // One way to write each file: version 4 leaves out a field that holds its default.
+        if (compact && sent && v == uint64_t(s.range.def))
+            fail(std::string("config field ") + s.range.name + " sent with its default value");
+        if (v < uint64_t(s.range.lo) || v > uint64_t(s.range.hi))
+            fail(std::string("config field ") + s.range.name + " outside its allowed range");
+        c.*(s.member) = int64_t(v);
     }
+    // One way to write each file: versions 2 and 3 each hold one kind of configuration.
+    if (!compact && (version == 3) != (c.arm_parents != 0))
+        fail("a version " + std::to_string(version) + " header for a configuration of version " +
+             std::to_string(c.arm_parents ? 3 : 2));
     uint64_t section_size[3];
     for (auto& n : section_size) n = read_varint(data, header_body, at, 5);
     if (at != header_body) fail("header fields do not fill the header");

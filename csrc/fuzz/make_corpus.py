@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lotterycodec.decoder.config import ArchConfig
-from lotterycodec.decoder.format import read_bitstream, write_bitstream
+from lotterycodec.decoder.format import read_bitstream, rewrite_bitstream
 from lotterycodec.decoder.synthetic import synthetic_bitstream
 
 OUT = Path(__file__).with_name("corpus")
@@ -28,14 +28,6 @@ def reseal(data: bytes) -> bytes:
         struct.pack_into("<I", b, h - 4, zlib.crc32(bytes(b[:h - 4])))
         struct.pack_into("<I", b, len(b) - 4, zlib.crc32(bytes(b[h:-4])))
     return bytes(b)
-
-
-def rewrite(data: bytes, **parts) -> bytes:
-    bs = read_bitstream(data)
-    fields = dict(networks=bs.networks, mask_counts=bs.mask_counts, mask_words=bs.mask_words,
-                  latent_words=bs.latent_words, cfg=bs.cfg)
-    fields.update(parts)
-    return write_bitstream(bs.width, bs.height, bs.seed, **fields)
 
 
 def main() -> None:
@@ -68,11 +60,11 @@ def main() -> None:
     bs = read_bitstream(base)
     junk = np.array([0x12345678], np.uint32)
     files.update({
-        "networks_junk_word": rewrite(base, networks=bs.networks + junk.tobytes()),
-        "mask_junk_word": rewrite(base, mask_words=np.concatenate([bs.mask_words, junk])),
-        "substreams_doubled": rewrite(base, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
-        "substreams_empty": rewrite(base, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
-        "mod_step_0": rewrite(base, cfg=bs.cfg.replace(mod_weight_step_exp=0, mod_bias_step_exp=0)),
+        "networks_junk_word": rewrite_bitstream(base, networks=bs.networks + junk.tobytes()),
+        "mask_junk_word": rewrite_bitstream(base, mask_words=np.concatenate([bs.mask_words, junk])),
+        "substreams_doubled": rewrite_bitstream(base, latent_words=[np.concatenate([w, w]) for w in bs.latent_words]),
+        "substreams_empty": rewrite_bitstream(base, latent_words=[np.zeros(0, np.uint32) for _ in bs.latent_words]),
+        "mod_step_0": rewrite_bitstream(base, cfg=bs.cfg.replace(mod_weight_step_exp=0, mod_bias_step_exp=0)),
         "truncated": base[:len(base) // 2],
         "trailing_byte": base + b"\0",
     })

@@ -8,16 +8,14 @@ import sys
 import numpy as np
 
 from lotterycodec.decoder.backends import available_backends, get_backend
-from lotterycodec.decoder.format import read_bitstream, write_bitstream
+from lotterycodec.decoder.format import rewrite_bitstream
 
 decode = get_backend("cpu" if "cpu" in available_backends() else "reference")
 total_old = total_new = 0
 print("file\tversion\tbytes\tnew bytes\tsaved\tsaved %")
 for path in sys.argv[1:]:
     old = open(path, "rb").read()
-    bs = read_bitstream(old)
-    new = write_bitstream(bs.width, bs.height, bs.seed, bs.cfg, bs.networks, bs.mask_counts, bs.mask_words,
-                          bs.latent_words)
+    new = rewrite_bitstream(old)
     assert np.array_equal(decode(old).image, decode(new).image), path
     total_old, total_new = total_old + len(old), total_new + len(new)
     print(f"{path}\t{old[4]}->{new[4]}\t{len(old)}\t{len(new)}\t{len(old) - len(new)}\t"

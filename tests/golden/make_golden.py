@@ -39,6 +39,7 @@ def latents_sha(latents) -> str:
 
 def make_files() -> dict[str, bytes]:
     from lotterycodec.decoder.config import SYNTH_DENSE, ArchConfig
+    from lotterycodec.decoder.format import rewrite_bitstream
     from lotterycodec.decoder.imageio import load_image
     from lotterycodec.decoder.synthetic import synthetic_bitstream
     from lotterycodec.trainer.encode import encode_array
@@ -54,26 +55,18 @@ def make_files() -> dict[str, bytes]:
     parents = encode_array(crop, lmbda=1e-3, kept_ratio=0.6, preset="fast", steps=60, seed=8, progress=False,
                            arch=dict(stripe_height=8, shared_max_pixels=64, arm_parents=5), threads=1)
     return {
-        "trained_32x32.lotc": old_version(trained.data, 2),
+        "trained_32x32.lotc": rewrite_bitstream(trained.data, 2),
         "random_13x11.lotc": synthetic_bitstream(13, 11, small, seed=3, version=2),
         "no_context_9x7.lotc": synthetic_bitstream(9, 7, small.replace(arm_context=0), seed=4, version=2),
         "no_hidden_40x2.lotc": synthetic_bitstream(40, 2, small.replace(arm_layers=0), seed=5, version=2),
         "tiny_1x1.lotc": synthetic_bitstream(1, 1, small, seed=6, version=2),
-        "dense_16x12.lotc": old_version(dense.data, 2),
-        "parents_trained_32x32.lotc": old_version(parents.data, 3),
+        "dense_16x12.lotc": rewrite_bitstream(dense.data, 2),
+        "parents_trained_32x32.lotc": rewrite_bitstream(parents.data, 3),
         "parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9,
                                                          version=3),
         "v4_trained_32x32.lotc": trained.data,
         "v4_parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9),
     }
-
-
-def old_version(data: bytes, version: int) -> bytes:
-    """The same file with an older version's header (every config field listed)."""
-    from lotterycodec.decoder.format import read_bitstream, write_bitstream
-    bs = read_bitstream(data)
-    return write_bitstream(bs.width, bs.height, bs.seed, bs.cfg, bs.networks, bs.mask_counts, bs.mask_words,
-                           bs.latent_words, version)
 
 
 def backend_hashes(names: list[str]) -> dict[str, dict]:
