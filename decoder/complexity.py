@@ -72,11 +72,10 @@ def lottery_complexity(cfg: ArchConfig, height: int, width: int, name: str = "lo
     pixels = height * width
     shapes = cfg.grid_shapes(height, width)
     latents = sum(h * w for h, w in shapes)
-    arm_dims = [cfg.arm_inputs] + [cfg.arm_width] * cfg.arm_layers + [2]
-    arm = mlp_macs(arm_dims)
+    arm = sum(i * o for i, o in cfg.arm_in_out)  # the layers and the stabiliser (residual adds are not MACs)
     mw, mo, L = cfg.mod_width, cfg.mod_out, cfg.n_grids
     mod = L * mw + mw * mo + 2 * 9 * mo * mo
-    params = {"arm": arm + sum(arm_dims[1:]), "upsampling": 4 * cfg.ups_taps ** 2,
+    params = {"arm": arm + sum(o for _, o in cfg.arm_in_out), "upsampling": 4 * cfg.ups_taps ** 2,
               "modulation": mod + mw + 3 * mo, "synthesis_random_weights": cfg.synth_weight_count,
               "synthesis_kept_weights": cfg.kept_weights}
     modules = {"arm": arm * latents / pixels,

@@ -72,6 +72,10 @@ CONFIG_FIELDS: tuple[Field, ...] = (
     Field("kept_weights", 0, 1 << 20, "synthesis weights kept by the mask (all layers)"),
     Field("arm_parents", 0, 9, "ARM inputs from the next coarser grid, upsampled 2x (first n of PARENT_OFFSETS)",
           since=3),
+    Field("arm_residual", 0, 1, "1: every hidden ARM layer adds its input to its output before the ReLU "
+          "(needs arm_width == arm inputs)", since=4),
+    Field("arm_stabiliser", 0, 1, "1: a linear layer from the ARM's inputs to (mu, log2 scale), added to the "
+          "last layer's output; its weight and bias follow the ARM's layers", since=4),
 )
 
 
@@ -114,6 +118,8 @@ class ArchConfig:
     synth_mode: int = 0
     kept_weights: int = 1206  # 70 % of the default 1723
     arm_parents: int = 0
+    arm_residual: int = 0
+    arm_stabiliser: int = 0
 
     # ---- derived shapes (all parts read these; none recomputes them) ----
     @property
@@ -145,8 +151,9 @@ class ArchConfig:
 
     @property
     def arm_in_out(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every ARM tensor pair the file sends: the layers, then the stabiliser."""
         dims = [self.arm_inputs] + [self.arm_width] * self.arm_layers + [2]
-        return list(zip(dims[:-1], dims[1:]))
+        return list(zip(dims[:-1], dims[1:])) + [(self.arm_inputs, 2)] * self.arm_stabiliser
 
     @property
     def ups_taps(self) -> int:
@@ -177,6 +184,11 @@ class ArchConfig:
             raise FormatError(f"ups_kernel_size={self.ups_kernel_size} must be even")
         if self.synth_mode == SYNTH_DENSE and self.kept_weights:
             raise FormatError("a dense (synth_mode 1) synthesis has no mask: kept_weights must be 0")
+        # One way to write each file: the ARM options only where they change the computation.
+        if self.arm_residual and (not self.arm_layers or self.arm_width != self.arm_inputs):
+            raise FormatError(f"arm_residual needs hidden layers as wide as the ARM's {self.arm_inputs} inputs")
+        if self.arm_stabiliser and (not self.arm_layers or not self.arm_inputs):
+            raise FormatError("arm_stabiliser needs ARM inputs and hidden layers (else the ARM is linear already)")
         if self.kept_weights > self.synth_weight_count:
             raise FormatError(
                 f"kept_weights={self.kept_weights} exceeds the {self.synth_weight_count} synthesis weights")

@@ -132,10 +132,31 @@ class CoderErrors:
 
 @dataclass
 class IntArm:
-    """Integer ARM: per layer an int64 weight matrix (out, in) and bias (out,)."""
+    """Integer ARM: per tensor pair an int64 weight matrix (out, in) and bias (out,), as the file
+    sends them: the layers, then (``stabiliser``) the linear layer from the inputs to the outputs."""
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     frac_bits: int
+    residual: bool = False    # hidden layers add their input before the ReLU (config arm_residual)
+    stabiliser: bool = False  # the last pair is the stabiliser (config arm_stabiliser)
+
+    @classmethod
+    def of(cls, weights: list[np.ndarray], biases: list[np.ndarray], cfg) -> "IntArm":
+        """The ARM of a configuration (frac bits and options from it)."""
+        return cls(weights, biases, cfg.arm_frac_bits, bool(cfg.arm_residual), bool(cfg.arm_stabiliser))
+
+    def effective(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+        """(chain, stabiliser): the (weight, bias) pairs a decoder multiplies. A residual hidden
+        layer's "+ input" is its weight plus 2^frac on the diagonal: floor((Wx + b + x 2^f) 2^-f) =
+        floor((Wx + b) 2^-f) + x exactly for integer x, so the skip is one accumulator, and the bound
+        check below (and the C++ core's kernels) see the weights the decoder multiplies."""
+        pairs = list(zip(self.weights, self.biases))
+        chain, stab = (pairs[:-1], pairs[-1:]) if self.stabiliser else (pairs, [])
+        if self.residual:
+            eye = np.int64(1 << self.frac_bits)
+            chain = [(w + eye * np.eye(*w.shape, dtype=np.int64), b) if l < len(chain) - 1 else (w, b)
+                     for l, (w, b) in enumerate(chain)]
+        return chain, stab
 
     def __post_init__(self) -> None:
         # Per layer: W^T and the bias already in accumulator units with the rounding half added.
@@ -143,33 +164,42 @@ class IntArm:
         # partial sum in any order, below 2^31, where float64 holds integers exactly; ">> frac" is
         # then floor(x * 2^-frac), also exact.
         half = np.int64(1 << (self.frac_bits - 1))
-        self._layers = [(np.ascontiguousarray(w.T, dtype=np.float64), ((b << ACT_FRAC) + half).astype(np.float64))
-                        for w, b in zip(self.weights, self.biases)]
+        chain, stab = self.effective()
+        self._chain, self._stab = [[(np.ascontiguousarray(w.T, dtype=np.float64),
+                                     ((b << ACT_FRAC) + half).astype(np.float64)) for w, b in part]
+                                   for part in (chain, stab)]
         self._shift = 2.0 ** -self.frac_bits
 
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """inputs: (n, C) or (C,) integers, the ARM's inputs with ACT_FRAC fractional bits (see
-        :func:`unit_inputs`) -> (mu, log2 scale), with ACT_FRAC fractional bits."""
-        x = inputs.astype(np.float64)
-        last = len(self._layers) - 1
-        for l, (wt, bias) in enumerate(self._layers):
+        :func:`unit_inputs`) -> (mu, log2 scale), with ACT_FRAC fractional bits: the last layer's
+        output, plus the stabiliser's (its own rounding) where there is one."""
+        x0 = inputs.astype(np.float64)
+        x = x0
+        last = len(self._chain) - 1
+        for l, (wt, bias) in enumerate(self._chain):
             x = np.floor((x.dot(wt) + bias) * self._shift)
             if l < last:
                 np.maximum(x, 0, out=x)
+        for wt, bias in self._stab:
+            x = x + np.floor((x0.dot(wt) + bias) * self._shift)
         x = x.astype(np.int64)
         return x[..., 0], x[..., 1]
 
 
 def check_arm_bounds(arm: IntArm, latent_bound: int) -> None:
     """Reject parameters for which some int32 accumulator could overflow (spec section 6)."""
-    bound = latent_bound << ACT_FRAC
     for w, b in zip(arm.weights, arm.biases):
         if w.size and np.abs(w).max() > ARM_PARAM_MAX or b.size and np.abs(b).max() > ARM_PARAM_MAX:
             raise FormatError(f"ARM parameter magnitude above {ARM_PARAM_MAX}")
-        acc = np.abs(w).sum(axis=1) * bound + (np.abs(b) << ACT_FRAC) + (1 << (arm.frac_bits - 1))
-        if acc.size and int(acc.max()) > INT32_MAX:
-            raise FormatError("ARM parameters could overflow a 32-bit accumulator")
-        bound = int(acc.max() >> arm.frac_bits) if acc.size else 0
+    chain, stab = arm.effective()
+    for part in (chain, stab):
+        bound = latent_bound << ACT_FRAC
+        for w, b in part:
+            acc = np.abs(w).sum(axis=1) * bound + (np.abs(b) << ACT_FRAC) + (1 << (arm.frac_bits - 1))
+            if acc.size and int(acc.max()) > INT32_MAX:
+                raise FormatError("ARM parameters could overflow a 32-bit accumulator")
+            bound = int(acc.max() >> arm.frac_bits) if acc.size else 0
 
 
 def _clip(x, lo: int, hi: int):

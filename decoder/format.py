@@ -177,7 +177,7 @@ def read_networks(data: bytes, cfg: ArchConfig) -> Networks:
             tensors.append(_read_tensor(dec, shape, ARM_PARAM_MAX if module == "arm" else NET_VALUE_MAX, module))
         dec.finish("networks section")
     n_arm = 2 * len(cfg.arm_in_out)
-    arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
+    arm = IntArm.of(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg)
     check_arm_bounds(arm, cfg.latent_bound)
     n_mod = n_arm + 1 + 8
     synth = tensors[n_mod:] if cfg.synth_mode == SYNTH_DENSE else None

@@ -19,7 +19,7 @@ def random_networks(cfg: ArchConfig, rng: np.random.Generator) -> Networks:
                  "mod": 1 << (cfg.mod_weight_step_exp - 2)}[module]
         tensors.append(rng.integers(-scale, scale + 1, size=shape).astype(np.int64))
     n_arm = 2 * len(cfg.arm_in_out)
-    arm = IntArm(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg.arm_frac_bits)
+    arm = IntArm.of(tensors[0:n_arm:2], tensors[1:n_arm:2], cfg)
     return Networks(arm, tensors[n_arm], tensors[n_arm + 1:])
 
 

@@ -7,6 +7,7 @@ they were made."""
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +45,13 @@ class Packed:
     seconds: float               # CPU time of this item's packing (its thread only)
 
 
-def quantize_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], frac: int) -> IntArm:
+def quantize_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], cfg: ArchConfig) -> IntArm:
+    """The ARM rounded to integers times 2^-cfg.arm_frac_bits."""
+    frac = cfg.arm_frac_bits
     scale = float(1 << frac)
     ints = [[np.clip(np.round(a * scale), -ARM_PARAM_MAX, ARM_PARAM_MAX).astype(np.int64) for a in layer]
             for layer in arm_float]
-    return IntArm([w for w, _ in ints], [b for _, b in ints], frac)
+    return IntArm.of([w for w, _ in ints], [b for _, b in ints], cfg)
 
 
 def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.ndarray], cfg: ArchConfig,
@@ -58,10 +61,8 @@ def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.nd
     best = None
     inputs = latent_inputs(grids, cfg) if inputs is None else inputs
     for frac in ARM_FRAC_CANDIDATES:
-        arm = quantize_arm(arm_float, frac)
-        try:
-            check_arm_bounds(arm, cfg.latent_bound)
-        except FormatError:
+        arm = quantize_arm(arm_float, cfg.replace(arm_frac_bits=frac))
+        if not _within_bounds(arm, cfg.latent_bound):
             continue
         net = sum(tensor_bits(t) for t in arm.weights + arm.biases)
         lat = latent_bits(grids, arm, cfg.replace(arm_frac_bits=frac), inputs)
@@ -72,17 +73,26 @@ def search_arm(arm_float: list[tuple[np.ndarray, np.ndarray]], grids: list[np.nd
     return best[1:]
 
 
+def _within_bounds(arm: IntArm, latent_bound: int) -> bool:
+    try:
+        check_arm_bounds(arm, latent_bound)
+    except FormatError:
+        return False
+    return True
+
+
 def rdoq_arm(arm: IntArm, grids: list[np.ndarray], cfg: ArchConfig, inputs, lat_bits: float) -> tuple[IntArm, float, int]:
     """Each non-zero ARM integer in turn moves one step toward zero where that lowers the latents'
     exact bits plus the ARM's own coded bits: the ARM decides only rates, so bits are the whole cost,
     and the float-trained ARM rounded to integers is not their minimum under the integer tables.
-    Moves toward zero keep check_arm_bounds satisfied. (Also trying moves away from zero, zeros
+    Moves toward zero keep check_arm_bounds satisfied, but for a residual layer's diagonal (its
+    effective weight is the integer plus 2^frac), checked there. (Also trying moves away from zero, zeros
     included, saved no more on two crops for 2-3x the time.) Returns (ARM, latent bits, moves kept)."""
     tensors = [t.copy() for pair in zip(arm.weights, arm.biases) for t in pair]  # w0, b0, w1, b1, ...
     bits = [tensor_bits(t) for t in tensors]
 
     def build() -> IntArm:
-        return IntArm(tensors[0::2], tensors[1::2], arm.frac_bits)
+        return dataclasses.replace(arm, weights=tensors[0::2], biases=tensors[1::2])
 
     moves = 0
     for k, t in enumerate(tensors):
@@ -90,8 +100,11 @@ def rdoq_arm(arm: IntArm, grids: list[np.ndarray], cfg: ArchConfig, inputs, lat_
         for i in np.flatnonzero(flat):
             now = flat[i]
             flat[i] = now - np.sign(now)
-            trial_bits = tensor_bits(t)
-            trial_lat = latent_bits(grids, build(), cfg, inputs)
+            trial_bits, trial = tensor_bits(t), build()
+            if arm.residual and not _within_bounds(trial, cfg.latent_bound):
+                flat[i] = now
+                continue
+            trial_lat = latent_bits(grids, trial, cfg, inputs)
             if trial_lat + trial_bits < lat_bits + bits[k]:
                 lat_bits, bits[k] = trial_lat, trial_bits
                 moves += 1

@@ -184,13 +184,18 @@ def latent_contexts(q: list[torch.Tensor], index: torch.Tensor, parents: bool = 
     return _Gather.apply(flat, index.reshape(-1)).reshape(B, *index.shape)
 
 
-def arm_forward(ctx: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]):
-    """ctx (B, N, C); weights (B, out, in), biases (B, out) per layer -> mu, log2 scale (B, N)."""
+def arm_forward(ctx: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                residual: bool = False, stabiliser: bool = False):
+    """ctx (B, N, C); weights (B, out, in), biases (B, out) per tensor pair the file sends (the
+    layers, then the stabiliser's, config.ArchConfig.arm_in_out) -> mu, log2 scale (B, N).
+    The same computation as decoder.entropy.IntArm.forward, in floats."""
+    n = len(weights) - stabiliser
     x = ctx
-    for l, (w, b) in enumerate(zip(weights, biases)):
-        x = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
-        if l < len(weights) - 1:
-            x = F.relu(x)
+    for l in range(n):
+        y = torch.baddbmm(biases[l][:, None, :], x, weights[l].transpose(1, 2))
+        x = F.relu(y + x if residual else y) if l < n - 1 else y
+    if stabiliser:
+        x = x + torch.baddbmm(biases[n][:, None, :], ctx, weights[n].transpose(1, 2))
     return x[..., 0], x[..., 1]
 
 
@@ -206,12 +211,12 @@ def rate_bits(q: list[torch.Tensor], mu: torch.Tensor, log2_scale: torch.Tensor)
 
 @Fused
 def arm_rate_bits(q: list[torch.Tensor], ctx: torch.Tensor, weights: list[torch.Tensor],
-                  biases: list[torch.Tensor]) -> torch.Tensor:
+                  biases: list[torch.Tensor], residual: bool = False, stabiliser: bool = False) -> torch.Tensor:
     """(B,) rate estimate from the contexts: the ARM and the rate as one graph, so that training
     compiles the biases, ReLUs and the rate's elementwise chain (forward and backward) around the
     matrix products. 256x256, one thread: this part alone 30 -> 22 ms (ARM 16/16); a whole step,
     A/B in one process, 143.4 -> 142.2 ms (16/16) and 118.5 -> 113.9 ms (8/8)."""
-    mu, log2_scale = arm_forward(ctx, weights, biases)
+    mu, log2_scale = arm_forward(ctx, weights, biases, residual, stabiliser)
     return rate_bits(q, mu, log2_scale)
 
 
@@ -485,8 +490,13 @@ class LotteryModel(nn.Module):
                                      *conv_init(mo, mo, 3), *conv_init(mo, mo, 3)])
         self.arm = nn.ModuleList([nn.Linear(i, o) for i, o in cfg.arm_in_out])
         with torch.no_grad():  # start from a unit-ish Laplace: mu = 0, log2 scale = 0
-            self.arm[-1].weight.zero_()
-            self.arm[-1].bias.zero_()
+            last = len(self.arm) - 1 - cfg.arm_stabiliser
+            for l, layer in enumerate(self.arm):
+                # the output layer and the stabiliser start at 0; a residual layer starts as the
+                # identity (before its ReLU), as Cool-chic 5 initialises its ARM
+                if l >= last or cfg.arm_residual:
+                    layer.weight.zero_()
+                    layer.bias.zero_()
 
         in_out = cfg.synth_in_out
         self.dense = nn.ParameterList()
@@ -517,9 +527,10 @@ class LotteryModel(nn.Module):
         """(N, arm_inputs): every grid's latents' ARM inputs, grid after grid."""
         return latent_contexts([v[None] for v in q], self.context_index, self.cfg.arm_parents > 0)[0]
 
-    def _arm_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The ARM's weights and biases with the leading item axis (B = 1)."""
-        return [layer.weight[None] for layer in self.arm], [layer.bias[None] for layer in self.arm]
+    def _arm_params(self) -> tuple[list[torch.Tensor], list[torch.Tensor], bool, bool]:
+        """The ARM's weights and biases with the leading item axis (B = 1), and its options."""
+        return ([layer.weight[None] for layer in self.arm], [layer.bias[None] for layer in self.arm],
+                bool(self.cfg.arm_residual), bool(self.cfg.arm_stabiliser))
 
     def arm_forward(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log2_scale = arm_forward(ctx[None], *self._arm_params())

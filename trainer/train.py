@@ -125,7 +125,7 @@ class BatchedModel(nn.Module):
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
         """(B,) training estimates of the latent rate."""
         return arm_rate_bits(q, latent_contexts(q, self.context_index, self.cfg.arm_parents > 0), list(self.arm_weights),
-                             list(self.arm_biases))
+                             list(self.arm_biases), bool(self.cfg.arm_residual), bool(self.cfg.arm_stabiliser))
 
     def synthesis_layers(self) -> list[torch.Tensor]:
         if self.cfg.synth_mode == SYNTH_DENSE:

@@ -89,6 +89,12 @@ Bitstream read_bitstream(const uint8_t* data, size_t size) {
     if (c.synth_mode == 1 && c.kept_weights) fail("a dense (synth_mode 1) synthesis has no mask: kept_weights must be 0");
     if (c.synth_mode == 1)
         fail("synth_mode 1 (trained dense synthesis, the lottery ablation) is decoded by the reference backend only");
+    // One way to write each file (decoder/config.py ArchConfig.validate): the ARM options only where
+    // they change the computation.
+    if (c.arm_residual && (!c.arm_layers || c.arm_width != c.arm_inputs()))
+        fail("arm_residual needs hidden layers as wide as the ARM's inputs");
+    if (c.arm_stabiliser && (!c.arm_layers || !c.arm_inputs()))
+        fail("arm_stabiliser needs ARM inputs and hidden layers");
     auto shapes_io = synth_in_out(c);
     int64_t total = 0;
     for (auto s : shapes_io) total += int64_t(s.fan_in) * s.fan_out;
@@ -275,7 +281,7 @@ Info probe(const uint8_t* data, size_t size) {
     const double pixels = double(bs.height) * bs.width;
     int64_t arm = 0, in = c.arm_inputs();
     for (int l = 0; l < c.arm_layers; ++l) arm += in * c.arm_width, in = c.arm_width;
-    arm += in * 2;
+    arm += in * 2 + (c.arm_stabiliser ? c.arm_inputs() * 2 : 0);
     const int64_t taps = c.ups_kernel_size / 2;
     double ups = 0;
     for (int lvl = int(shapes.size()) - 2; lvl >= 0; --lvl)

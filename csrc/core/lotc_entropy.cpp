@@ -146,6 +146,11 @@ private:
                     if (arm_small_) {  // key[0] holds the whole context, byte k = latent k
                         int32_t mu_ls[2];
                         arm_small_(key[0], n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+                        if (n_.arm_stabiliser.fan_in) {
+                            int32_t* const x = x_.data();
+                            for (int k = 0; k < n; ++k) x[k] = here[-offsets[k]] * (1 << kActFrac);
+                            add_arm_stabiliser(n_.arm_stabiliser, x, frac_, mu_ls);
+                        }
                         coding = coding_of(mu_ls);
                     } else {
                         int32_t* const x = x_.data();
@@ -188,6 +193,7 @@ private:
     Coding arm_coding(const int32_t* const x) {
         int32_t mu_ls[2];
         kernels_.arm(x, n_.arm.data(), int(n_.arm.size()), frac_, mu_ls);
+        if (n_.arm_stabiliser.fan_in) add_arm_stabiliser(n_.arm_stabiliser, x, frac_, mu_ls);
         return coding_of(mu_ls);
     }
 
@@ -307,6 +313,7 @@ double decode_latents(const std::vector<std::vector<uint32_t>>& substreams, cons
     const std::vector<int32_t> zero_context(size_t(kArmMaxWidth), 0);
     int32_t zero_mu_ls[2];
     kernels.arm(zero_context.data(), n.arm.data(), int(n.arm.size()), int(c.arm_frac_bits), zero_mu_ls);
+    if (n.arm_stabiliser.fan_in) add_arm_stabiliser(n.arm_stabiliser, zero_context.data(), int(c.arm_frac_bits), zero_mu_ls);
     // Substreams holding a coarse grid first, then `coarse`, then grid 0's; largest first within each
     // group, so threads finish together. (Stepping several substreams in turn on one thread did not
     // help: the decoding is throughput-bound, not latency-bound.) With parent inputs, from the coarsest

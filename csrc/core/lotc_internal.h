@@ -97,7 +97,8 @@ inline std::vector<uint32_t> section_words(const uint8_t* p, size_t n) {
 struct Config {
     int64_t n_grids, latent_bound, stripe_height, shared_max_pixels, arm_context, arm_layers, arm_width,
         arm_frac_bits, ups_kernel_size, ups_step_exp, mod_width, mod_out, mod_weight_step_exp,
-        mod_bias_step_exp, synth_width0, synth_width1, synth_width2, synth_mode, kept_weights, arm_parents;
+        mod_bias_step_exp, synth_width0, synth_width1, synth_width2, synth_mode, kept_weights, arm_parents,
+        arm_residual, arm_stabiliser;
     int64_t arm_inputs() const { return arm_context + arm_parents; }
 };
 
@@ -128,6 +129,8 @@ inline const std::vector<FieldSpec>& field_specs() {
         {{"synth_mode", 0, 1, 0}, &Config::synth_mode},
         {{"kept_weights", 0, int64_t(1) << 20, 1206}, &Config::kept_weights},
         {{"arm_parents", 0, 9, 0, 3}, &Config::arm_parents},
+        {{"arm_residual", 0, 1, 0, 4}, &Config::arm_residual},
+        {{"arm_stabiliser", 0, 1, 0, 4}, &Config::arm_stabiliser},
     };
     return specs;
 }

@@ -54,10 +54,11 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
     std::vector<int> dims{int(c.arm_inputs())};
     for (int i = 0; i < c.arm_layers; ++i) dims.push_back(int(c.arm_width));
     dims.push_back(2);
-    for (size_t l = 0; l + 1 < dims.size(); ++l) {
-        n.arm_shape.push_back({dims[l], dims[l + 1]});
-        n.arm_w.push_back(read_tensor(dec, tables, size_t(dims[l]) * dims[l + 1], kArmParamMax, "arm"));
-        n.arm_b.push_back(read_tensor(dec, tables, size_t(dims[l + 1]), kArmParamMax, "arm"));
+    for (size_t l = 0; l + 1 < dims.size(); ++l) n.arm_shape.push_back({dims[l], dims[l + 1]});
+    if (c.arm_stabiliser) n.arm_shape.push_back({dims[0], 2});  // sent after the layers
+    for (const LayerShape& s : n.arm_shape) {
+        n.arm_w.push_back(read_tensor(dec, tables, size_t(s.fan_in) * s.fan_out, kArmParamMax, "arm"));
+        n.arm_b.push_back(read_tensor(dec, tables, size_t(s.fan_out), kArmParamMax, "arm"));
     }
     int T = int(c.ups_kernel_size / 2);
     float ups_step = std::ldexp(1.0f, -int(c.ups_step_exp));
@@ -72,10 +73,19 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
         n.mod.push_back(std::move(t));
     }
     dec.finish("networks section");
-    // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits.
+    // The weights the decoder multiplies (decoder/entropy.py IntArm.effective): a residual hidden
+    // layer's skip is 2^frac added to its diagonal (one accumulator, exact).
+    const size_t chain = size_t(c.arm_layers) + 1;
+    if (c.arm_residual)
+        for (size_t l = 0; l + 1 < chain; ++l)
+            for (int o = 0; o < n.arm_shape[l].fan_out; ++o)
+                n.arm_w[l][size_t(o) * n.arm_shape[l].fan_in + o] += int64_t(1) << c.arm_frac_bits;
+    // Overflow bound (docs/FORMAT.md §5): every int32 accumulator provably fits. The stabiliser
+    // reads the ARM's inputs, as the first layer does.
     int64_t bound = c.latent_bound << kActFrac;
     std::vector<int64_t> input_bound;  // per layer: |input| <= this
     for (size_t l = 0; l < n.arm_w.size(); ++l) {
+        if (l == chain) bound = c.latent_bound << kActFrac;
         input_bound.push_back(bound);
         int64_t worst = 0;
         for (int o = 0; o < n.arm_shape[l].fan_out; ++o) {
@@ -104,6 +114,10 @@ Networks read_networks(const uint8_t* data, size_t size, const Config& c, const 
                 a.weight_t[size_t(i) * a.padded_out + o] = int32_t(w);
                 weights16 = weights16 && w >= -32767 && w <= 32767;
             }
+        }
+        if (l == chain) {  // the stabiliser: run by the entropy decoder's own loop
+            n.arm_stabiliser = std::move(a);
+            continue;
         }
         // Layer 0 reads latents * 2^ACT_FRAC (signed, < 2^15); later layers read ReLU outputs (>= 0).
         if (weights16 && input_bound[l] < (int64_t(1) << 15))
