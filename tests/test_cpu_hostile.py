@@ -114,13 +114,15 @@ def test_fuzz_corpus_valid_and_hostile_files_are_what_their_names_say():
     ones; the reference and the C++ core agree on which is which."""
     corpus = sorted((ROOT / "csrc" / "fuzz" / "corpus").iterdir())
     valid = {"tiny_1x1", "odd_45x23", "default_32x24", "no_context_9x7", "no_hidden_2x40", "wide_arm_17x33",
-             "parents_45x23", "parents_wide_33x17", "v2_odd_45x23", "v3_parents_45x23"}
+             "parents_45x23", "parents_wide_33x17", "v2_odd_45x23", "v3_parents_45x23", "arm_options_45x23",
+             "arm_options_parents_33x17"}
     assert valid <= {p.stem for p in corpus}
     for path in corpus:
         data = path.read_bytes()
         if path.stem in valid:
             same(data)
-        elif not path.stem.startswith(("resealed_", "parents_resealed_", "v2_resealed_", "mod_step_0")):  # those may be valid
+        elif not path.stem.startswith(("resealed_", "parents_resealed_", "v2_resealed_", "arm_options_resealed_",
+                                       "mod_step_0")):  # those may be valid
             for decode in (reference.decode, cpu):
                 with pytest.raises(FormatError):
                     decode(data)

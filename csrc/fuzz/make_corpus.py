@@ -49,6 +49,12 @@ def main() -> None:
                                                                 arm_parents=9, **small), seed=3),
         "parents_wide_33x17": synthetic_bitstream(33, 17, ArchConfig(arm_context=32, arm_width=16, kept_weights=900,
                                                                      arm_parents=1, **small), seed=4),
+        # the ARM options: residual hidden layers and the stabiliser (the small-ARM path; with parents)
+        "arm_options_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900,
+                                                                    arm_residual=1, arm_stabiliser=1, **small), seed=5),
+        "arm_options_parents_33x17": synthetic_bitstream(33, 17, ArchConfig(
+            arm_context=12, arm_width=16, kept_weights=900, arm_parents=4, arm_residual=1, arm_stabiliser=1, **small),
+            seed=6),
         # the older headers (every config field listed) that decoders keep reading
         "v2_odd_45x23": synthetic_bitstream(45, 23, ArchConfig(arm_context=8, arm_width=8, kept_weights=900, **small),
                                             version=2),
@@ -80,6 +86,12 @@ def main() -> None:
         for j in rng.integers(6, len(bad) - 4, 3):
             bad[int(j)] = int(rng.integers(0, 256))
         files[f"parents_resealed_{k:02d}"] = reseal(bytes(bad))
+    rng = np.random.default_rng(7)
+    for k in range(4):  # the same with the ARM options
+        bad = bytearray(valid["arm_options_45x23"])
+        for j in rng.integers(6, len(bad) - 4, 3):
+            bad[int(j)] = int(rng.integers(0, 256))
+        files[f"arm_options_resealed_{k:02d}"] = reseal(bytes(bad))
     rng = np.random.default_rng(5)
     for k in range(4):  # and in the version 2 header's fields
         bad = bytearray(valid["v2_odd_45x23"])

@@ -9,7 +9,8 @@ several stripes and shared substreams, random networks with odd sizes, no ARM co
 ARM layer, a 1x1 image, and the dense ablation (synth_mode 1, reference only), all version 2;
 version 3's inter-grid ARM inputs (arm_parents), trained and random with every offset, striped
 grids reading shared and striped parents; and version 4 (the compact config record, what the
-encoder writes): a trained file and the parents' random one. The manifest holds
+encoder writes): a trained file and the parents' random one, and random networks with the ARM
+options of version 4 (residual hidden layers and the stabiliser, with parents). The manifest holds
 each file's SHA-256, its latents' (identical on every backend) and its decoded image's per backend:
 the reference, the C++ core's scalar table and each SIMD table this machine runs, and the Triton
 kernels under TRITON_INTERPRET=1. Other tables and GPUs are checked against the reference within
@@ -66,6 +67,9 @@ def make_files() -> dict[str, bytes]:
                                                          version=3),
         "v4_trained_32x32.lotc": trained.data,
         "v4_parents_random_45x23.lotc": synthetic_bitstream(45, 23, small.replace(n_grids=4, arm_parents=9), seed=9),
+        "v4_arm_options_37x29.lotc": synthetic_bitstream(
+            37, 29, small.replace(n_grids=4, arm_context=6, arm_width=8, arm_parents=2, arm_residual=1,
+                                  arm_stabiliser=1), seed=11, latent_spread=3.0),
     }
 
 
