@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 from .trainer.presets import PRESETS
 from .decoder.config import FormatError
@@ -291,8 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum, frame):
+    # SIGTERM (a scheduler's, `kill`) unwinds like Ctrl-C: cleanup runs (an eval stops its workers,
+    # evaluation.jobs._stop) and the exit status says why (128 + 15).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+def _run(args) -> int:
     try:
         summary = args.run(args)
     except (FormatError, ImageError, ValueError, RuntimeError, OSError, MemoryError) as exc:

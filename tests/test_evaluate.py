@@ -237,3 +237,56 @@ def test_compare_runs_between_two_evals(tmp_path, monkeypatch):
     mse = 10 ** -3.1
     assert j["items"][2]["change_percent"] == pytest.approx(100 * ((0.32 + mse) / (0.4 + mse) - 1), abs=0.01)
     assert j["items"][3]["change_percent"] == 0 and j["b_lower"] == 3
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is pid (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_stops_an_eval_and_its_workers(dataset, tmp_path):
+    """A SIGTERM sent to the eval alone (a scheduler's, `kill`) ends the run and the worker
+    processes with it, instead of leaving them training their jobs."""
+    import os
+    import signal
+    import subprocess
+    import time
+    workers: list[int] = []
+    argv = [sys.executable, "-m", "lotterycodec", "eval", str(dataset), "--lmbda", "1e-2", "--preset", "fast",
+            "--steps", "1000000", "--codecs", "", "--workers", "2", "--batch", "1", "--threads", "1",
+            "--out", str(tmp_path / "ev")]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [p for p in _children(proc.pid)
+                       if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, "the eval did not start its two workers"
+        time.sleep(3)  # in their jobs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.time() + 20
+        while time.time() < deadline and any(Path(f"/proc/{p}").exists() and
+                                             Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+                                             for p in workers):
+            time.sleep(0.2)
+        alive = [p for p in workers if Path(f"/proc/{p}").exists()]
+        assert not alive, "worker processes outlived the eval"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in workers:  # whatever happened above, no worker is left training
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -80,6 +80,22 @@ def make_executor(cluster: str | None, workers: int, resources: dict | None = No
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def _stop(executor) -> None:
+    """Ends an interrupted run's work (Ctrl-C, SIGTERM, an error in on_done): queued jobs are
+    cancelled and a local pool's workers, each mid-encode, are terminated. A plain shutdown would
+    wait for every queued job; and a signal sent to this process alone (a scheduler's, ``kill``)
+    does not reach the workers, which would go on training their jobs for minutes."""
+    if not isinstance(executor, ProcessPoolExecutor):
+        executor.shutdown()  # Dask: closing the client releases its futures, the scheduler drops them
+        return
+    processes = list((executor._processes or {}).values())  # no public handle before Python 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(10)
+
+
 def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], None], cluster: str | None = None,
              workers: int = 1, retries: int = 2, resources: dict | None = None, progress: bool = True) -> None:
     """Runs every job (each retried up to ``retries`` times), calling on_done with each job's
@@ -108,6 +124,7 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
         jobs = [replace(j, threads=j.threads or per_worker) for j in jobs]
     executor = make_executor(cluster, workers, resources)
     bar = tqdm(total=len(jobs), desc="encode jobs", unit="job", disable=not progress)
+    finished = False
     try:
         pending = {executor.submit(run_encode_job, job): (job, 0) for job in jobs}
         while pending:
@@ -126,9 +143,13 @@ def run_jobs(jobs: Iterable[EncodeJob], on_done: Callable[[list[EncodedItem]], N
                 on_done(items)
                 bar.update()
                 bar.set_postfix(last=job.name)
+        finished = True
     finally:
         bar.close()
-        executor.shutdown()
+        if finished:
+            executor.shutdown()
+        else:
+            _stop(executor)
     _raise_failures(failures, retries)
 
 
