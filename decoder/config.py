@@ -170,9 +170,10 @@ class ArchConfig:
 
     @property
     def min_version(self) -> int:
-        """The oldest of the listing versions (2, 3) that can express this configuration (fields a
-        version lacks must hold their default): files of those versions were written in it, and a
-        decoder refuses one that is not (version 4 files hold every configuration)."""
+        """The oldest version that can express this configuration (fields a version lacks must hold
+        their default): 2 or 3, the listing versions, whose files were written in it (a decoder
+        refuses one that is not), or 4 for the fields only version 4 carries (version 4 files hold
+        every configuration)."""
         default = ArchConfig()
         return max([2] + [f.since for f, v in self.fields() if v != getattr(default, f.name)])
 

@@ -6,8 +6,8 @@ a batch in worker processes). Every step is integer or exact, so the bytes do no
 they were made."""
 from __future__ import annotations
 
-import time
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import numpy as np
