@@ -26,3 +26,17 @@ def reseal(data: bytearray) -> bytes:
         struct.pack_into("<I", data, size - 4, zlib.crc32(bytes(data[:size - 4])))
         struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[size:-4])))
     return bytes(data)
+
+
+def forge_header(data: bytes, width=None, height=None, channels=3, bit_depth=8, **config) -> bytes:
+    """The same file with a rewritten (validly sealed) header."""
+    from lotterycodec.decoder.config import CONFIG_FIELDS
+    from lotterycodec.decoder.format import pack_header, read_bitstream
+    bs = read_bitstream(data)
+    version = data[4]
+    values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS if f.since <= version]
+    b = bs.section_bytes
+    head = pack_header(bs.width if width is None else width, bs.height if height is None else height, channels,
+                       bit_depth, bs.seed, values,
+                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]], version)
+    return head + data[data[5]:]

@@ -3,6 +3,7 @@ stabiliser. Integer definition, the trainer's float twin, both decoders, refusal
 import numpy as np
 import pytest
 import torch
+from forging import forge_header
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import ArchConfig, FormatError
@@ -96,28 +97,13 @@ def test_configurations_without_a_meaning_are_refused(changes, message):
     with pytest.raises(FormatError, match=message):
         cfg.replace(**changes).validate()
     base = synthetic_bitstream(13, 11, cfg, seed=4)
-    forged = _forge_config(base, cfg.replace(**changes))
+    forged = forge_header(base, **changes)
     with pytest.raises(FormatError, match=message):
         reference.decode(forged)
     pytest.importorskip("lotterycodec.decoder._lotc_cpu")
-    with pytest.raises(Exception, match=message):
-        _cpu_decode(forged)
-
-
-def _cpu_decode(data: bytes):
     from native import cpu
-    return cpu(data)
-
-
-def _forge_config(data: bytes, cfg: ArchConfig) -> bytes:
-    """data's header rewritten to cfg (validly sealed, unchecked): the payload is left as it was."""
-    from lotterycodec.decoder.format import pack_header
-    bs = read_bitstream(data)
-    b = bs.section_bytes
-    values = [getattr(cfg, f.name) for f, _ in cfg.fields()]
-    head = pack_header(bs.width, bs.height, 3, 8, bs.seed, values,
-                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]])
-    return head + data[data[5]:]
+    with pytest.raises(Exception, match=message):
+        cpu(forged)
 
 
 def test_residual_diagonal_counts_in_the_overflow_bound():
@@ -139,8 +125,9 @@ def test_residual_diagonal_counts_in_the_overflow_bound():
     with pytest.raises(FormatError, match="overflow"):
         reference.decode(data)
     pytest.importorskip("lotterycodec.decoder._lotc_cpu")
+    from native import cpu
     with pytest.raises(Exception, match="overflow"):
-        _cpu_decode(data)
+        cpu(data)
 
 
 def test_encode_with_the_options_decodes_on_every_backend():

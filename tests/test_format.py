@@ -2,25 +2,13 @@
 
 import numpy as np
 import pytest
-from forging import reseal
+from forging import forge_header, reseal
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lotterycodec.decoder import reference
 from lotterycodec.decoder.config import CONFIG_FIELDS, ArchConfig, FormatError
 from lotterycodec.decoder.format import config_record, encode_varint, pack_header, read_bitstream, read_networks, tensor_bits, write_networks
 from lotterycodec.decoder.synthetic import synthetic_bitstream
-
-
-def _forge(data: bytes, width=None, height=None, channels=3, bit_depth=8, **config) -> bytes:
-    """The same file with a rewritten (validly sealed) header."""
-    bs = read_bitstream(data)
-    version = data[4]
-    values = [config.get(f.name, getattr(bs.cfg, f.name)) for f in CONFIG_FIELDS if f.since <= version]
-    b = bs.section_bytes
-    head = pack_header(bs.width if width is None else width, bs.height if height is None else height, channels,
-                       bit_depth, bs.seed, values,
-                       [b["networks"], b["mask"], b["latent_index"] + b["latents"]], version)
-    return head + data[data[5]:]
 
 
 def test_round_trip_header(synthetic_file):
@@ -72,7 +60,7 @@ def test_old_versions_keep_decoding_and_hold_one_configuration_each():
         np.testing.assert_array_equal(reference.decode(old_file).image, reference.decode(new_file).image)
     v3 = synthetic_bitstream(13, 11, cfg.replace(arm_parents=3), seed=2, version=3)
     with pytest.raises(FormatError, match="version 3 header for a configuration of version 2"):
-        read_bitstream(_forge(v3, arm_parents=0))
+        read_bitstream(forge_header(v3, arm_parents=0))
     bad = bytearray(synthetic_bitstream(13, 11, cfg, seed=2, version=2))
     bad[4] = 3  # the same fields read as version 3: one field short
     with pytest.raises(FormatError):
@@ -112,12 +100,12 @@ def test_compact_config_record(synthetic_file):
 @pytest.mark.parametrize("width,height", [(0, 5), (5, 0), (16385, 4), (16384, 16384), (65535, 65535)])
 def test_absurd_dimensions(synthetic_file, width, height):
     with pytest.raises(FormatError, match="size"):
-        read_bitstream(_forge(synthetic_file, width=width, height=height))
+        read_bitstream(forge_header(synthetic_file, width=width, height=height))
 
 
 def test_large_dimensions_with_tiny_payload_fail_fast(synthetic_file):
     with pytest.raises(FormatError):
-        reference.decode(_forge(synthetic_file, width=8000, height=8000))
+        reference.decode(forge_header(synthetic_file, width=8000, height=8000))
 
 
 def test_header_fields_must_fill_the_header(synthetic_file):
@@ -132,12 +120,12 @@ def test_header_fields_must_fill_the_header(synthetic_file):
                                         ("kept_weights", 100000), ("arm_frac_bits", 0), ("mod_width", 0)])
 def test_impossible_configurations(synthetic_file, name, value):
     with pytest.raises(FormatError):
-        reference.decode(_forge(synthetic_file, **{name: value}))
+        reference.decode(forge_header(synthetic_file, **{name: value}))
 
 
 def test_wrong_channels(synthetic_file):
     with pytest.raises(FormatError, match="channels"):
-        read_bitstream(_forge(synthetic_file, channels=1))
+        read_bitstream(forge_header(synthetic_file, channels=1))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

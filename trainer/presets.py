@@ -63,6 +63,9 @@ class Preset:
 # synthesis (16/16/16 instead of 32/24/16: 931 random weights instead of 1651, so 45 % fewer mask bits
 # and 27 % fewer MACs/pixel at 256x256) pays for what it loses in capacity.
 LOW_RATE_SYNTHESIS = {"synth_width0": 16, "synth_width1": 16}
+# The networks of small files (the `small` preset, the `cpu` presets' low rates): ARM 8/8, 24
+# modulation channels, that synthesis.
+LOW_RATE_NETWORKS = {"arm_context": 8, "arm_width": 8, "mod_width": 24, **LOW_RATE_SYNTHESIS}
 
 PRESETS = {
     "fast": Preset("fast", steps=300, arch={"arm_context": 8, "arm_width": 8},
@@ -74,8 +77,7 @@ PRESETS = {
     # steps 1145 B / 37.27 dB (JPEG 36.66) in 52-64 s: the demo's budget is a minute.
     # Synthesis 16/16/16 (LOW_RATE_SYNTHESIS): five 128x128 crops at lambda 4e-3 and 1e-3, -5.2 %
     # fixed-lambda cost (9 of 10 lower; results/lowrate_networks_crop256).
-    "small": Preset("small", steps=1200, arch={"arm_context": 8, "arm_width": 8, "mod_width": 24,
-                                               **LOW_RATE_SYNTHESIS},
+    "small": Preset("small", steps=1200, arch=LOW_RATE_NETWORKS,
                     description="images up to about 200x200 (128x128 in about a minute on 2 CPU cores)"),
     # ARM 16/16: at 256x256 the default 24/24 ARM costs 6.7 kbit against 3.4 kbit and lost on
     # both rate and PSNR (kodim23 crop, lambda 1e-3: 0.593 bpp / 34.97 dB vs 0.553 / 35.25).
@@ -90,10 +92,10 @@ PRESETS = {
     # 2400 -> 2800 steps: -0.5 % BD-rate, level with cpu-long on four crops
     # (results/cpu_crop256_vs_coolchic).
     # The low rates' synthesis 16/16/16: -1.3 % fixed-lambda cost on six crops at lambda 1e-2 and 4e-3
-    # (9 of 12 lower; results/lowrate_networks_crop256), and ~10 % less time per step.
+    # (9 of 12 lower; results/lowrate_networks_crop256), and ~7 % less time per item.
     "cpu": Preset("cpu", steps=2800, arch={"arm_context": 16, "arm_width": 16},
                   description="256x256 in about 5 minutes on 2 CPU cores",
-                  low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24, **LOW_RATE_SYNTHESIS},
+                  low_rate_arch=LOW_RATE_NETWORKS,
                   low_rate_from=4e-3,
                   low_rate_steps=3200),
     # 10k steps (16k low-rate), same networks as cpu: toward the longer-schedule end of the RD curve within
@@ -101,7 +103,7 @@ PRESETS = {
     # low-rate items' 0.08-0.09 s).
     "cpu-long": Preset("cpu-long", steps=10_000, arch={"arm_context": 16, "arm_width": 16}, log_every=100,
                        description="256x256 in about 25 minutes on 2 CPU cores",
-                       low_rate_arch={"arm_context": 8, "arm_width": 8, "mod_width": 24, **LOW_RATE_SYNTHESIS},
+                       low_rate_arch=LOW_RATE_NETWORKS,
                        low_rate_from=4e-3, low_rate_steps=16_000),
     # Whole Kodak-size images on a CPU within Cool-chic 4.1's kodim14 complexity (1431 MACs/pixel):
     # ARM 8/8, 24 modulation channels and 20 % of the synthesis kept make 1045 at 768x512 (20 %
